@@ -1,0 +1,1 @@
+//! Caps on every count and length a peer controls.

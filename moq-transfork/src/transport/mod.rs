@@ -1,0 +1,1 @@
+//! QUIC endpoints, WebTransport and TLS: the edge where sockets live.
