@@ -1,0 +1,212 @@
+//! One connection type for raw QUIC (`moqf-02`) and WebTransport (`h3`), spec §2.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use super::stream::{RecvStream, SendStream};
+use crate::Error;
+
+/// Which transport a [`Connection`] runs on (spec §2.1, §2.2).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum TransportKind {
+    /// Raw QUIC with ALPN `moqf-02`: MoQ bytes start at offset 0 of every stream.
+    Quic,
+    /// WebTransport over HTTP/3 with ALPN `h3`.
+    WebTransport,
+}
+
+impl fmt::Display for TransportKind {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(match self {
+            Self::Quic => "moqf",
+            Self::WebTransport => "webtransport",
+        })
+    }
+}
+
+/// An established connection to a peer, over either transport.
+///
+/// Clones share the connection. It closes when [`Connection::close`] is called or the last
+/// clone is dropped (then with a raw code 0 and no reason, spec §2.4).
+#[derive(Clone, Debug)]
+pub struct Connection {
+    inner: Inner,
+}
+
+#[derive(Clone, Debug)]
+enum Inner {
+    Quic(quinn::Connection),
+    // Boxed: a session is some 800 bytes of per-clone state, a raw connection one pointer.
+    WebTransport(Box<web_transport_quinn::Session>),
+}
+
+impl Connection {
+    /// Wraps a raw QUIC connection that negotiated `moqf-02`.
+    pub(crate) fn quic(conn: quinn::Connection) -> Self {
+        Self {
+            inner: Inner::Quic(conn),
+        }
+    }
+
+    /// Wraps an established WebTransport session.
+    pub(crate) fn webtransport(session: web_transport_quinn::Session) -> Self {
+        Self {
+            inner: Inner::WebTransport(Box::new(session)),
+        }
+    }
+
+    /// The underlying QUIC connection, for the methods both transports share.
+    fn quinn(&self) -> &quinn::Connection {
+        match &self.inner {
+            Inner::Quic(conn) => conn,
+            // The session derefs to its QUIC connection.
+            Inner::WebTransport(session) => session,
+        }
+    }
+
+    /// Which transport this connection runs on.
+    pub fn kind(&self) -> TransportKind {
+        match self.inner {
+            Inner::Quic(_) => TransportKind::Quic,
+            Inner::WebTransport(_) => TransportKind::WebTransport,
+        }
+    }
+
+    /// The peer's UDP address (it can change if the peer migrates).
+    pub fn remote_address(&self) -> SocketAddr {
+        self.quinn().remote_address()
+    }
+
+    /// The current smoothed round-trip time estimate.
+    pub fn rtt(&self) -> Duration {
+        self.quinn().rtt()
+    }
+
+    /// QUIC-level statistics of the connection.
+    pub fn stats(&self) -> quinn::ConnectionStats {
+        self.quinn().stats()
+    }
+
+    /// Opens a bidirectional stream. Waits while the peer's stream limit is reached.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection is gone.
+    pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), Error> {
+        match &self.inner {
+            Inner::Quic(conn) => {
+                let (send, recv) = conn.open_bi().await.map_err(Error::transport)?;
+                Ok((SendStream::quic(send), RecvStream::quic(recv)))
+            }
+            Inner::WebTransport(session) => {
+                let (send, recv) = session.open_bi().await.map_err(Error::transport)?;
+                Ok((
+                    SendStream::webtransport(send),
+                    RecvStream::webtransport(recv),
+                ))
+            }
+        }
+    }
+
+    /// Opens a unidirectional stream. Waits while the peer's stream limit is reached.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection is gone.
+    pub async fn open_uni(&self) -> Result<SendStream, Error> {
+        match &self.inner {
+            Inner::Quic(conn) => Ok(SendStream::quic(
+                conn.open_uni().await.map_err(Error::transport)?,
+            )),
+            Inner::WebTransport(session) => Ok(SendStream::webtransport(
+                session.open_uni().await.map_err(Error::transport)?,
+            )),
+        }
+    }
+
+    /// Accepts the next bidirectional stream the peer opened.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection is gone.
+    pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), Error> {
+        match &self.inner {
+            Inner::Quic(conn) => {
+                let (send, recv) = conn.accept_bi().await.map_err(Error::transport)?;
+                Ok((SendStream::quic(send), RecvStream::quic(recv)))
+            }
+            Inner::WebTransport(session) => {
+                let (send, recv) = session.accept_bi().await.map_err(Error::transport)?;
+                Ok((
+                    SendStream::webtransport(send),
+                    RecvStream::webtransport(recv),
+                ))
+            }
+        }
+    }
+
+    /// Accepts the next unidirectional stream the peer opened.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the connection is gone.
+    pub async fn accept_uni(&self) -> Result<RecvStream, Error> {
+        match &self.inner {
+            Inner::Quic(conn) => Ok(RecvStream::quic(
+                conn.accept_uni().await.map_err(Error::transport)?,
+            )),
+            Inner::WebTransport(session) => Ok(RecvStream::webtransport(
+                session.accept_uni().await.map_err(Error::transport)?,
+            )),
+        }
+    }
+
+    /// Closes the connection with a MoqTransfork `code` and a reason text.
+    ///
+    /// On raw QUIC the CONNECTION_CLOSE carries the code as is; on WebTransport it is mapped
+    /// with [`crate::to_wire`] (and web-transport-quinn first sends a
+    /// CLOSE_WEBTRANSPORT_SESSION capsule), as spec §2.4 and §2.2a describe.
+    pub fn close(&self, code: u32, reason: &str) {
+        match &self.inner {
+            Inner::Quic(conn) => conn.close(code.into(), reason.as_bytes()),
+            Inner::WebTransport(session) => session.close(code, reason.as_bytes()),
+        }
+    }
+
+    /// Waits until the connection ends and says why.
+    ///
+    /// When the peer closed with a MoqTransfork code, that code's error
+    /// ([`Error::from_code`]); a raw 0 (a dropped peer) is [`Error::Cancel`]. Anything else,
+    /// including a local close or a timeout, is [`Error::Transport`] with the reason.
+    pub async fn closed(&self) -> Error {
+        match &self.inner {
+            Inner::Quic(conn) => quic_close_error(conn.closed().await),
+            Inner::WebTransport(session) => match session.closed().await {
+                web_transport_quinn::SessionError::WebTransportError(
+                    web_transport_quinn::WebTransportError::Closed(code, _),
+                ) => Error::from_code(code),
+                web_transport_quinn::SessionError::ConnectionError(err) => {
+                    match application_code(&err) {
+                        // The implicit close of a dropped peer is a raw 0 on both transports.
+                        Some(0) => Error::Cancel,
+                        _ => Error::transport(err),
+                    }
+                }
+                err => Error::transport(err),
+            },
+        }
+    }
+}
+
+/// The code of a CONNECTION_CLOSE sent by the peer's application, if that is how it ended.
+fn application_code(err: &quinn::ConnectionError) -> Option<u64> {
+    match err {
+        quinn::ConnectionError::ApplicationClosed(close) => Some(close.error_code.into_inner()),
+        _ => None,
+    }
+}
+
+/// On raw QUIC the peer closes with the unmapped MoqTransfork code (spec §2.4).
+fn quic_close_error(err: quinn::ConnectionError) -> Error {
+    match application_code(&err).map(u32::try_from) {
+        Some(Ok(code)) => Error::from_code(code),
+        _ => Error::transport(err),
+    }
+}

@@ -1,0 +1,289 @@
+//! One UDP socket that serves both transports and also dials out (spec §2.3, §11).
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
+use url::Url;
+
+use super::connection::Connection;
+use super::tls::{ClientTls, ServerTls, TlsError};
+use crate::Error;
+
+/// The ALPN of raw QUIC (spec §1, §2.1).
+pub const ALPN_QUIC: &[u8] = b"moqf-02";
+
+/// The ALPN of WebTransport over HTTP/3 (spec §1, §2.2).
+pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
+
+/// The default port of both URL schemes (spec §1).
+const DEFAULT_PORT: u16 = 443;
+
+/// How long a peer may take from the end of the QUIC handshake to its WebTransport CONNECT.
+/// Keep-alives would otherwise let a silent peer hold an accept task forever.
+const WEBTRANSPORT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery.
+fn transport_config() -> quinn::TransportConfig {
+    let mut config = quinn::TransportConfig::default();
+    config.max_idle_timeout(Some(quinn::VarInt::from_u32(10_000).into()));
+    config.keep_alive_interval(Some(Duration::from_secs(4)));
+    config.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
+    config.mtu_discovery_config(None);
+    // quinn's default of 100 caps each direction at ~100 subscriptions and ~100 in-flight
+    // groups, after which opens block on stream credit (spec §2.3). A relay fanning out many
+    // tracks needs more headroom; 0.8.0 peers keep their own limit for what we open.
+    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
+    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    config
+}
+
+/// What an [`Endpoint`] binds to and which certificates it shows and trusts.
+#[derive(Debug, Clone)]
+pub struct EndpointConfig {
+    /// The UDP address to bind. An IPv6 wildcard such as `[::]:443` also accepts IPv4 where the
+    /// OS allows dual-stack sockets.
+    pub bind: SocketAddr,
+    /// The server certificates; `None` makes a client-only endpoint that refuses connections.
+    pub server: Option<ServerTls>,
+    /// How outgoing connections verify servers.
+    pub client: ClientTls,
+}
+
+/// Why an [`Endpoint`] could not be created.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum BindError {
+    /// Another socket already holds the address.
+    #[error("{0}: address already in use")]
+    AddrInUse(SocketAddr),
+    /// The socket could not be created or bound.
+    #[error("bind {addr}: {source}")]
+    Io {
+        /// The address.
+        addr: SocketAddr,
+        /// What the OS said.
+        source: std::io::Error,
+    },
+    /// The TLS configuration is unusable.
+    #[error("tls: {0}")]
+    Tls(#[from] TlsError),
+}
+
+impl From<BindError> for Error {
+    fn from(err: BindError) -> Self {
+        Self::transport(err)
+    }
+}
+
+/// A QUIC endpoint on one UDP socket that accepts both `h3` and `moqf-02` and dials out on the
+/// same socket, as moq-native does: a relay's cluster links share its listener (spec §11).
+#[derive(Clone, Debug)]
+pub struct Endpoint {
+    quic: quinn::Endpoint,
+    /// Client configs are fixed per ALPN, so build them once.
+    client_quic: quinn::ClientConfig,
+    client_webtransport: quinn::ClientConfig,
+}
+
+impl Endpoint {
+    /// Binds the UDP socket and starts the endpoint. Must run inside a tokio runtime.
+    ///
+    /// # Errors
+    /// [`BindError::AddrInUse`] when the address is taken, [`BindError::Io`] for other socket
+    /// errors and [`BindError::Tls`] for an unusable TLS configuration.
+    pub fn bind(config: EndpointConfig) -> Result<Self, BindError> {
+        let transport = Arc::new(transport_config());
+
+        let client_config = |alpn: &[u8]| -> Result<quinn::ClientConfig, BindError> {
+            let tls = config.client.client_config(alpn)?;
+            let quic = QuicClientConfig::try_from(tls).map_err(tls_unusable)?;
+            let mut client = quinn::ClientConfig::new(Arc::new(quic));
+            client.transport_config(transport.clone());
+            Ok(client)
+        };
+        let client_quic = client_config(ALPN_QUIC)?;
+        let client_webtransport = client_config(ALPN_WEBTRANSPORT)?;
+
+        let server = match &config.server {
+            Some(server) => {
+                let tls = server.server_config()?;
+                let quic = QuicServerConfig::try_from(tls).map_err(tls_unusable)?;
+                let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
+                server.transport_config(transport.clone());
+                Some(server)
+            }
+            None => None,
+        };
+
+        // `Endpoint::client` makes an IPv6 socket dual-stack where the OS allows, which
+        // `Endpoint::server` does not; the server side is added afterwards.
+        let addr = config.bind;
+        let quic = quinn::Endpoint::client(addr).map_err(|source| match source.kind() {
+            std::io::ErrorKind::AddrInUse => BindError::AddrInUse(addr),
+            _ => BindError::Io { addr, source },
+        })?;
+        quic.set_server_config(server);
+
+        Ok(Self {
+            quic,
+            client_quic,
+            client_webtransport,
+        })
+    }
+
+    /// The bound address, with the actual port when port 0 was asked for.
+    ///
+    /// # Errors
+    /// When the OS cannot report the socket address.
+    pub fn local_addr(&self) -> std::io::Result<SocketAddr> {
+        self.quic.local_addr()
+    }
+
+    /// Connects to `url`: `https://` runs WebTransport (CONNECT with the URL's path),
+    /// `moqf://` raw QUIC; the port defaults to 443 and SNI is the URL's host (spec §1, §11).
+    ///
+    /// DNS picks the first address of the socket's family, else the first address: an
+    /// IPv4 socket cannot reach `::1`.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] for another scheme, a URL without host, a failed lookup, or a
+    /// failed QUIC, TLS or WebTransport handshake.
+    pub async fn connect(&self, url: &Url) -> Result<Connection, Error> {
+        let config = match url.scheme() {
+            "https" => &self.client_webtransport,
+            "moqf" => &self.client_quic,
+            scheme => {
+                return Err(Error::Transport(format!(
+                    "unsupported URL scheme {scheme:?}: use https or moqf"
+                )))
+            }
+        };
+
+        // `host_str` keeps the brackets of an IPv6 literal; neither DNS nor SNI wants them.
+        let host = match url.host() {
+            Some(url::Host::Domain(name)) => name.to_owned(),
+            Some(url::Host::Ipv4(ip)) => ip.to_string(),
+            Some(url::Host::Ipv6(ip)) => ip.to_string(),
+            None => return Err(Error::Transport(format!("no host in {url}"))),
+        };
+        let port = url.port().unwrap_or(DEFAULT_PORT);
+        let addr = self.resolve(&host, port).await?;
+
+        let connecting = self
+            .quic
+            .connect_with(config.clone(), addr, &host)
+            .map_err(Error::transport)?;
+        let conn = connecting.await.map_err(Error::transport)?;
+        tracing::debug!(%url, %addr, "connected");
+
+        if url.scheme() == "moqf" {
+            return Ok(Connection::quic(conn));
+        }
+        let session = web_transport_quinn::Session::connect(conn, url.clone())
+            .await
+            .map_err(Error::transport)?;
+        Ok(Connection::webtransport(session))
+    }
+
+    /// Looks `host` up, preferring an address of the socket's family.
+    async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, Error> {
+        let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
+            .await
+            .map_err(|err| Error::Transport(format!("lookup {host}: {err}")))?
+            .collect();
+        let ipv6 = self
+            .local_addr()
+            .map(|addr| addr.is_ipv6())
+            .unwrap_or(false);
+        addrs
+            .iter()
+            .find(|addr| addr.is_ipv6() == ipv6)
+            .or(addrs.first())
+            .copied()
+            .ok_or_else(|| Error::Transport(format!("lookup {host}: no addresses")))
+    }
+
+    /// Waits for the next incoming connection attempt; `None` once the endpoint is closed.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn accept(&self) -> Option<Incoming> {
+        let incoming = self.quic.accept().await?;
+        Some(Incoming { incoming })
+    }
+
+    /// Closes every connection (code 0, no reason) and stops accepting.
+    pub fn close(&self) {
+        self.quic.close(quinn::VarInt::from_u32(0), b"");
+    }
+
+    /// Waits until every connection is fully closed, so their last packets go out.
+    pub async fn wait_idle(&self) {
+        self.quic.wait_idle().await;
+    }
+}
+
+/// A TLS config that quinn cannot use for QUIC (no TLS 1.3 AES-128-GCM suite).
+fn tls_unusable(err: quinn::crypto::rustls::NoInitialCipherSuite) -> BindError {
+    BindError::Tls(TlsError::Rustls(rustls::Error::General(err.to_string())))
+}
+
+/// A connection attempt that has not been accepted yet.
+#[derive(Debug)]
+pub struct Incoming {
+    incoming: quinn::Incoming,
+}
+
+impl Incoming {
+    /// The address the attempt came from.
+    pub fn remote_address(&self) -> SocketAddr {
+        self.incoming.remote_address()
+    }
+
+    /// Completes the handshake and branches on the negotiated ALPN (spec §2.2a, §11):
+    /// `h3` answers the WebTransport CONNECT with 200 whatever its URL; `moqf-02` is raw QUIC.
+    ///
+    /// # Errors
+    /// [`Error::Transport`] when the QUIC, TLS or WebTransport handshake fails or times out, or
+    /// the peer negotiated another ALPN (that connection is closed).
+    pub async fn accept(self) -> Result<Connection, Error> {
+        let connecting = self.incoming.accept().map_err(Error::transport)?;
+        let conn = connecting.await.map_err(Error::transport)?;
+
+        let alpn = conn
+            .handshake_data()
+            .and_then(|data| data.downcast::<quinn::crypto::rustls::HandshakeData>().ok())
+            .and_then(|data| data.protocol);
+
+        match alpn.as_deref() {
+            Some(ALPN_QUIC) => Ok(Connection::quic(conn)),
+            Some(ALPN_WEBTRANSPORT) => {
+                let handshake = async {
+                    let request = web_transport_quinn::Request::accept(conn.clone()).await?;
+                    request.ok().await
+                };
+                match tokio::time::timeout(WEBTRANSPORT_HANDSHAKE_TIMEOUT, handshake).await {
+                    Ok(Ok(session)) => Ok(Connection::webtransport(session)),
+                    Ok(Err(err)) => Err(Error::transport(err)),
+                    Err(_) => {
+                        let code = Error::Cancel.code();
+                        conn.close(code.into(), b"webtransport handshake timeout");
+                        Err(Error::Transport("webtransport handshake timeout".into()))
+                    }
+                }
+            }
+            // rustls already refuses ALPNs outside the server list; this guards a handshake
+            // that somehow negotiated none.
+            other => {
+                let code = Error::ProtocolViolation.code();
+                conn.close(code.into(), b"unsupported ALPN");
+                Err(Error::Transport(format!(
+                    "unsupported ALPN {:?}",
+                    other.map(String::from_utf8_lossy)
+                )))
+            }
+        }
+    }
+}
