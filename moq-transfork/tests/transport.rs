@@ -504,3 +504,18 @@ fn generated_certificate_is_valid_for_less_than_14_days() -> Result<()> {
     assert!(!verify("localhost", 14 * DAY)?, "valid for 14 days or more");
     Ok(())
 }
+
+#[tokio::test]
+async fn ipv6_wildcard_also_accepts_ipv4() -> Result<()> {
+    let wildcard: SocketAddr = "[::]:0".parse()?;
+    if std::net::UdpSocket::bind(wildcard).is_err() {
+        eprintln!("no IPv6 here; skipped");
+        return Ok(());
+    }
+    let tls = self_signed();
+    let client = client_endpoint(localhost(0), pinned(&tls))?;
+    let server = server_endpoint(wildcard, tls)?;
+    let url = Url::parse(&format!("moqf://127.0.0.1:{}", server.local_addr()?.port()))?;
+    let (conn, accepted) = tokio::join!(t(client.connect(&url)), accept(&server));
+    echo(&conn?, &accepted?).await
+}

@@ -28,7 +28,8 @@ impl fmt::Display for TransportKind {
 /// An established connection to a peer, over either transport.
 ///
 /// Clones share the connection. It closes when [`Connection::close`] is called or the last
-/// clone is dropped (then with a raw code 0 and no reason, spec §2.4).
+/// clone is dropped (then with a raw code 0 and no reason, spec §2.4), so keep one alive for
+/// as long as its streams are in use.
 #[derive(Clone, Debug)]
 pub struct Connection {
     inner: Inner,

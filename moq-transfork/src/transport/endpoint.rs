@@ -79,6 +79,51 @@ impl From<BindError> for Error {
 
 /// A QUIC endpoint on one UDP socket that accepts both `h3` and `moqf-02` and dials out on the
 /// same socket, as moq-native does: a relay's cluster links share its listener (spec §11).
+///
+/// # Examples
+///
+/// A server with a generated certificate and a client pinned to it, over WebTransport:
+///
+/// ```
+/// use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig, ServerTls};
+/// use moq_transfork::Error;
+///
+/// # #[tokio::main(flavor = "current_thread")]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// let tls = ServerTls::self_signed(&["localhost".to_string()])?;
+/// let pin = tls.fingerprints().iter().map(hex::decode).collect::<Result<_, _>>()?;
+///
+/// let server = Endpoint::bind(EndpointConfig {
+///     bind: "127.0.0.1:0".parse()?,
+///     server: Some(tls),
+///     client: ClientTls::disable_verify(),
+/// })?;
+/// let client = Endpoint::bind(EndpointConfig {
+///     bind: "127.0.0.1:0".parse()?,
+///     server: None,
+///     client: ClientTls::with_fingerprints(pin),
+/// })?;
+///
+/// let url = format!("https://localhost:{}/", server.local_addr()?.port()).parse()?;
+/// // The server must finish its side while the client waits for the WebTransport reply.
+/// let accept = async {
+///     match server.accept().await {
+///         Some(incoming) => incoming.accept().await,
+///         None => Err(Error::Transport("endpoint closed".into())),
+///     }
+/// };
+/// let (ours, theirs) = tokio::join!(client.connect(&url), accept);
+///
+/// // Keep each connection alive while its streams are in use.
+/// let (ours, theirs) = (ours?, theirs?);
+/// let mut stream = ours.open_uni().await?;
+/// stream.write_all(b"hello").await?;
+/// stream.finish()?;
+/// let mut incoming = theirs.accept_uni().await?;
+/// assert_eq!(incoming.read_chunk(64).await?.as_deref(), Some(&b"hello"[..]));
+/// # Ok(())
+/// # }
+/// ```
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     quic: quinn::Endpoint,
