@@ -29,5 +29,6 @@ mod varint;
 
 pub use decode::{Decode, DecodeError};
 pub use encode::Encode;
+pub(crate) use primitive::decode_bytes;
 pub use priority::{OptionalSeq, Priority};
 pub use varint::{varint_len, VarInt, VarIntBoundsExceeded};
