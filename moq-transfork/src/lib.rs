@@ -17,5 +17,6 @@ pub mod message;
 pub mod model;
 pub mod transport;
 
+pub use coding::{Decode, DecodeError, Encode, VarInt};
 pub use error::{from_wire, to_wire, Error};
 pub use model::{GroupOrder, Path};
