@@ -18,4 +18,8 @@ pub mod model;
 pub mod transport;
 
 pub use error::{from_wire, to_wire, Error};
-pub use model::{GroupOrder, Path};
+pub use model::{
+    Announced, AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, FrameConsumer,
+    FrameProducer, GroupConsumer, GroupOrder, GroupProducer, Path, Track, TrackConsumer,
+    TrackProducer,
+};
