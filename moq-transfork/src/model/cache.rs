@@ -166,6 +166,14 @@ impl Cache {
         self.enforce_limits();
     }
 
+    /// [`evict_expired`](Self::evict_expired) at the current time, reading the clock only when
+    /// groups can expire.
+    pub(crate) fn evict_expired_now(&mut self) {
+        if !self.expires.is_zero() {
+            self.evict_expired(Instant::now());
+        }
+    }
+
     /// Evicts the groups older than the track's `group_expires` (if non-zero).
     ///
     /// Groups are created in creation order, so the expired ones come first in `by_order`.

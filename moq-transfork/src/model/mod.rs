@@ -22,3 +22,6 @@ pub use group::{GroupConsumer, GroupProducer};
 pub use order::GroupOrder;
 pub use path::Path;
 pub use track::{Track, TrackConsumer, TrackProducer, MAX_SEQUENCE};
+
+#[cfg(test)]
+mod tests;

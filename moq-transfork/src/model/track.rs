@@ -137,12 +137,6 @@ struct TrackState {
     unused_waiters: WaitList,
 }
 
-impl TrackState {
-    fn now(&self) -> Instant {
-        Instant::now()
-    }
-}
-
 fn closed_waiters(state: &mut TrackState) -> &mut WaitList {
     &mut state.closed_waiters
 }
@@ -229,7 +223,7 @@ impl TrackProducer {
         if state.cache.was_created(sequence) {
             return Err(Error::Duplicate);
         }
-        let now = state.now();
+        let now = Instant::now();
         let group = GroupShared::new(sequence, now, Some(state.cache.accounting().clone()));
         state.cache.insert(group.clone(), now);
         state.latest = Some(state.latest.map_or(sequence, |latest| latest.max(sequence)));
@@ -308,6 +302,13 @@ impl TrackProducer {
     pub fn cached_groups(&self) -> usize {
         lock(&self.shared.state).cache.len()
     }
+
+    /// The number of registered waits, to check that cancelled waits leave nothing behind.
+    #[cfg(test)]
+    pub(crate) fn waiter_slots(&self) -> usize {
+        let state = lock(&self.shared.state);
+        state.group_waiters.len() + state.closed_waiters.len() + state.unused_waiters.len()
+    }
 }
 
 impl Drop for TrackProducer {
@@ -362,8 +363,7 @@ impl TrackConsumer {
         let ready = match &state.status {
             Some(Err(err)) => Err(err.clone()),
             _ => {
-                let now = state.now();
-                state.cache.evict_expired(now);
+                state.cache.evict_expired_now();
                 match state.cache.next_from(self.next) {
                     Some((order, group)) => {
                         self.next = order + 1;
@@ -435,8 +435,7 @@ impl TrackConsumer {
     /// The cached group `sequence`, read from frame 0, if it is cached and not expired.
     pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
         let mut state = lock(&self.shared.state);
-        let now = state.now();
-        state.cache.evict_expired(now);
+        state.cache.evict_expired_now();
         state.cache.get(sequence).cloned().map(GroupConsumer::new)
     }
 
