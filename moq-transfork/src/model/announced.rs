@@ -87,6 +87,22 @@ fn wake(wakers: Vec<Waker>) {
 ///
 /// When the last clone is dropped, every consumer receives `Ended` for each path it saw active,
 /// then `None`.
+///
+/// ```
+/// use moq_transfork::model::{Announced, AnnouncedProducer};
+/// use moq_transfork::Path;
+///
+/// # futures::executor::block_on(async {
+/// let producer = AnnouncedProducer::new();
+/// producer.announce(Path::from_iter(["room", "alice"]));
+/// let mut consumer = producer.subscribe_prefix(Path::from_iter(["room"]));
+/// let alice = Path::from_iter(["room", "alice"]);
+/// assert_eq!(consumer.next().await, Some(Announced::Active(alice.clone())));
+/// drop(producer);
+/// assert_eq!(consumer.next().await, Some(Announced::Ended(alice)));
+/// assert_eq!(consumer.next().await, None);
+/// # });
+/// ```
 #[derive(Debug)]
 pub struct AnnouncedProducer {
     state: Arc<Mutex<State>>,

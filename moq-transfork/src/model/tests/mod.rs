@@ -51,3 +51,27 @@ impl Counter {
 fn poll_with<T>(waker: &Waker, poll: impl FnOnce(&mut Context<'_>) -> T) -> T {
     poll(&mut Context::from_waker(waker))
 }
+
+#[test]
+fn handles_and_futures_are_send_and_sync() {
+    fn send_sync<T: Send + Sync>(_: &T) {}
+    fn send<T: Send>(_: &T) {}
+    let (producer, mut consumer) = crate::model::Track::new(crate::Path::new()).produce();
+    let mut group = producer.append_group().unwrap();
+    let frame = group.create_frame(1);
+    let mut group_consumer = group.subscribe();
+    send_sync(&producer);
+    send_sync(&consumer);
+    send_sync(&group);
+    send_sync(&group_consumer);
+    send_sync(&frame);
+    send(&producer.unused());
+    send(&consumer.closed());
+    send(&group_consumer.closed());
+    send(&group_consumer.read_frame());
+    send(&consumer.next_group());
+    let announced = crate::model::AnnouncedProducer::new();
+    let mut announced_consumer = announced.subscribe();
+    send_sync(&announced);
+    send(&announced_consumer.next());
+}
