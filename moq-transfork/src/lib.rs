@@ -19,4 +19,8 @@ pub mod transport;
 
 pub use coding::{Decode, DecodeError, Encode, VarInt};
 pub use error::{from_wire, to_wire, Error};
-pub use model::{GroupOrder, Path};
+pub use model::{
+    Announced, AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, FrameConsumer,
+    FrameProducer, GroupConsumer, GroupOrder, GroupProducer, Path, Track, TrackConsumer,
+    TrackProducer,
+};

@@ -1,7 +1,27 @@
 //! The data model: tracks named by paths, their groups and frames, and announcements.
+//!
+//! Every concept comes as a producer/consumer pair (spec §9). Producer methods are synchronous;
+//! consumer methods are `async`, with `poll_*` twins for hand-written futures. A clean end is
+//! `Ok(None)` (or `None`), and closing with an error gives every consumer `Err(err)`. Payloads are
+//! [`bytes::Bytes`], shared by every consumer and never copied. The model spawns no tasks and
+//! sets no timers: group expiry reads [`tokio::time::Instant::now`] when consumers poll.
 
+mod announced;
+mod cache;
+mod frame;
+mod group;
 mod order;
 mod path;
+mod track;
+mod waiter;
 
+pub use announced::{Announced, AnnouncedConsumer, AnnouncedProducer};
+pub use cache::{CacheBudget, CacheConfig};
+pub use frame::{FrameConsumer, FrameProducer};
+pub use group::{GroupConsumer, GroupProducer};
 pub use order::GroupOrder;
 pub use path::Path;
+pub use track::{Track, TrackConsumer, TrackProducer, MAX_SEQUENCE};
+
+#[cfg(test)]
+mod tests;

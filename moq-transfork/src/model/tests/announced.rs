@@ -1,0 +1,143 @@
+use super::{assert_pending, poll_with, ready, Counter};
+use crate::model::{Announced, AnnouncedProducer, Path};
+
+fn path(parts: &[&str]) -> Path {
+    Path::from_iter(parts.iter().copied())
+}
+
+fn active(parts: &[&str]) -> Option<Announced> {
+    Some(Announced::Active(path(parts)))
+}
+
+fn ended(parts: &[&str]) -> Option<Announced> {
+    Some(Announced::Ended(path(parts)))
+}
+
+#[test]
+fn announce_and_unannounce_report_changes() {
+    let producer = AnnouncedProducer::new();
+    assert!(producer.announce(path(&["a"])));
+    assert!(!producer.announce(path(&["a"])));
+    assert!(producer.is_active(&path(&["a"])));
+    assert!(producer.unannounce(&path(&["a"])));
+    assert!(!producer.unannounce(&path(&["a"])));
+    assert!(producer.active().is_empty());
+}
+
+#[test]
+fn prefix_filters_on_whole_parts_and_yields_full_paths() {
+    let producer = AnnouncedProducer::default();
+    let mut consumer = producer.subscribe_prefix(path(&["live"]));
+    assert_eq!(consumer.prefix(), &path(&["live"]));
+    producer.announce(path(&["live", "a"]));
+    producer.announce(path(&["lively"]));
+    producer.announce(path(&["live"]));
+    producer.announce(path(&["other", "live"]));
+    assert_eq!(ready(consumer.next()), active(&["live"]));
+    assert_eq!(ready(consumer.next()), active(&["live", "a"]));
+    assert_pending(consumer.next());
+}
+
+#[test]
+fn late_consumer_sees_every_active_path_sorted() {
+    let producer = AnnouncedProducer::new();
+    for name in ["c", "a", "b"] {
+        producer.announce(path(&[name]));
+    }
+    producer.unannounce(&path(&["b"]));
+    let mut consumer = producer.subscribe();
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    assert_eq!(ready(consumer.next()), active(&["c"]));
+    assert_pending(consumer.next());
+    assert_eq!(producer.active(), vec![path(&["a"]), path(&["c"])]);
+}
+
+#[test]
+fn announce_then_unannounce_before_reading_yields_nothing() {
+    let producer = AnnouncedProducer::new();
+    let mut consumer = producer.subscribe();
+    producer.announce(path(&["a"]));
+    producer.unannounce(&path(&["a"]));
+    assert_eq!(consumer.pending(), 0);
+    assert_pending(consumer.next());
+}
+
+#[test]
+fn reannounce_of_a_seen_path_yields_ended_then_active() {
+    let producer = AnnouncedProducer::new();
+    let mut consumer = producer.subscribe();
+    producer.announce(path(&["a"]));
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    producer.unannounce(&path(&["a"]));
+    producer.announce(path(&["a"]));
+    assert_eq!(ready(consumer.next()), ended(&["a"]));
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    assert_pending(consumer.next());
+}
+
+#[test]
+fn removals_come_before_additions() {
+    let producer = AnnouncedProducer::new();
+    let mut consumer = producer.subscribe();
+    producer.announce(path(&["z"]));
+    assert_eq!(ready(consumer.next()), active(&["z"]));
+    producer.announce(path(&["a"]));
+    producer.unannounce(&path(&["z"]));
+    assert_eq!(ready(consumer.next()), ended(&["z"]));
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+}
+
+#[test]
+fn producer_drop_ends_every_seen_path_then_none() {
+    let producer = AnnouncedProducer::new();
+    let clone = producer.clone();
+    let mut consumer = producer.subscribe();
+    let mut other = producer.subscribe_prefix(path(&["nothing"]));
+    producer.announce(path(&["a"]));
+    producer.announce(path(&["b"]));
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    let (counter, waker) = Counter::new();
+    assert!(poll_with(&waker, |cx| other.poll_next(cx)).is_pending());
+    drop(producer);
+    assert_eq!(counter.count(), 0);
+    drop(clone);
+    assert_eq!(
+        counter.count(),
+        1,
+        "a consumer with nothing to end still wakes"
+    );
+    // "b" was never reported active, so it is never reported ended.
+    assert_eq!(ready(consumer.next()), ended(&["a"]));
+    assert_eq!(ready(consumer.next()), None);
+    assert_eq!(ready(other.next()), None);
+}
+
+#[test]
+fn pending_changes_are_bounded_by_distinct_paths() {
+    let producer = AnnouncedProducer::new();
+    let mut reader = producer.subscribe();
+    producer.announce(path(&["seen"]));
+    assert_eq!(ready(reader.next()), active(&["seen"]));
+    let idle = producer.subscribe();
+    for _ in 0..1000 {
+        for name in ["a", "b", "c", "seen"] {
+            producer.unannounce(&path(&[name]));
+            producer.announce(path(&[name]));
+        }
+    }
+    assert_eq!(idle.pending(), 4);
+    // "seen" needs Ended then Active; the others only Active.
+    assert_eq!(reader.pending(), 5);
+}
+
+#[test]
+fn pending_consumer_is_woken_by_a_matching_change_only() {
+    let producer = AnnouncedProducer::new();
+    let mut consumer = producer.subscribe_prefix(path(&["a"]));
+    let (counter, waker) = Counter::new();
+    assert!(poll_with(&waker, |cx| consumer.poll_next(cx)).is_pending());
+    producer.announce(path(&["b"]));
+    assert_eq!(counter.count(), 0);
+    producer.announce(path(&["a", "x"]));
+    assert_eq!(counter.count(), 1);
+}

@@ -1,0 +1,99 @@
+use bytes::Bytes;
+
+use super::{assert_pending, poll_with, ready, Counter};
+use crate::model::{GroupProducer, Path, Track, TrackProducer};
+use crate::Error;
+
+fn group() -> (TrackProducer, GroupProducer) {
+    let (track, _) = Track::new(Path::from_iter(["f"])).produce();
+    let group = track.create_group(0).unwrap();
+    (track, group)
+}
+
+#[test]
+fn chunked_frame_reads_chunk_by_chunk() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let mut frame = group.create_frame(5);
+    assert_eq!(frame.size(), 5);
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    let mut whole = consumer.clone();
+    assert_eq!(consumer.size(), 5);
+    assert_pending(consumer.read());
+
+    let (counter, waker) = Counter::new();
+    assert!(poll_with(&waker, |cx| consumer.poll_read(cx)).is_pending());
+    let chunk = Bytes::from_static(b"hel");
+    frame.write(chunk.clone()).unwrap();
+    assert_eq!(counter.count(), 1);
+    assert_eq!(frame.remaining(), 2);
+    assert_eq!(
+        ready(consumer.read()).unwrap().unwrap().as_ptr(),
+        chunk.as_ptr()
+    );
+    assert_pending(whole.read_all());
+    frame.write(Bytes::new()).unwrap();
+    frame.write(Bytes::from_static(b"lo")).unwrap();
+    assert_eq!(frame.remaining(), 0);
+    assert_eq!(ready(consumer.read()), Ok(Some(Bytes::from_static(b"lo"))));
+    assert_eq!(ready(consumer.read()), Ok(None));
+    assert_eq!(ready(whole.read_all()), Ok(Bytes::from_static(b"hello")));
+    assert_eq!(ready(whole.read_all()), Ok(Bytes::new()));
+}
+
+#[test]
+fn write_beyond_size_is_wrong_size() {
+    let (_track, mut group) = group();
+    let mut frame = group.create_frame(3);
+    assert_eq!(
+        frame.write(Bytes::from_static(b"abcd")),
+        Err(Error::WrongSize)
+    );
+    frame.write(Bytes::from_static(b"ab")).unwrap();
+    assert_eq!(
+        frame.write(Bytes::from_static(b"cd")),
+        Err(Error::WrongSize)
+    );
+    frame.write(Bytes::from_static(b"c")).unwrap();
+    drop(frame);
+    assert!(
+        !group.is_closed(),
+        "a complete frame closes nothing when dropped"
+    );
+}
+
+#[test]
+fn dropping_an_unfinished_frame_is_wrong_size_for_frame_and_group() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let mut frame = group.create_frame(3);
+    frame.write(Bytes::from_static(b"ab")).unwrap();
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    assert_eq!(ready(consumer.read()), Ok(Some(Bytes::from_static(b"ab"))));
+    drop(frame);
+    assert_eq!(ready(consumer.read()), Err(Error::WrongSize));
+    assert_eq!(ready(reader.next_frame()).err(), Some(Error::WrongSize));
+    assert!(group.is_closed());
+}
+
+#[test]
+fn closing_a_frame_closes_its_group() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let frame = group.create_frame(3);
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    frame.close(Error::App(1));
+    assert_eq!(ready(consumer.read_all()), Err(Error::App(1)));
+    assert_eq!(ready(reader.closed()), Err(Error::App(1)));
+}
+
+#[test]
+fn empty_frame_is_complete_at_once() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    drop(group.create_frame(0));
+    group.write_frame(Bytes::new());
+    assert!(!group.is_closed());
+    assert_eq!(ready(reader.read_frame()), Ok(Some(Bytes::new())));
+    assert_eq!(ready(reader.read_frame()), Ok(Some(Bytes::new())));
+}
