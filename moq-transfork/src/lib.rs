@@ -6,6 +6,7 @@
 //! - [`message`]: every message of the wire format, one module per family;
 //! - [`model`]: tracks, groups, frames and announcements, as producer/consumer pairs;
 //! - the session ([`Session`]): the state machines that move the model over streams;
+//! - [`Origins`]: a registry of what sessions announce, to route subscriptions (a relay);
 //! - [`transport`]: QUIC endpoints, WebTransport and TLS, the only code that touches sockets.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -15,6 +16,8 @@ pub mod coding;
 mod error;
 pub mod message;
 pub mod model;
+mod origins;
+mod session;
 pub mod transport;
 
 pub use coding::{Decode, DecodeError, Encode, VarInt};
@@ -24,3 +27,5 @@ pub use model::{
     FrameProducer, GroupConsumer, GroupOrder, GroupProducer, Path, Track, TrackConsumer,
     TrackProducer,
 };
+pub use origins::Origins;
+pub use session::{Router, Session, SessionOptions};

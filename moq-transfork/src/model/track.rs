@@ -257,13 +257,7 @@ impl TrackProducer {
 
     /// A new consumer, which starts at the latest group like the first one.
     pub fn subscribe(&self) -> TrackConsumer {
-        let mut state = lock(&self.shared.state);
-        state.consumers += 1;
-        TrackConsumer {
-            shared: self.shared.clone(),
-            next: state.cache.start(),
-            slot: None,
-        }
+        TrackConsumer::start(&self.shared)
     }
 
     /// The highest sequence created so far.
@@ -352,6 +346,23 @@ impl TrackConsumer {
     /// The track's name and preferences.
     pub fn info(&self) -> &Track {
         &self.shared.info
+    }
+
+    /// A new consumer of the same track that starts at the latest group, whatever this
+    /// consumer's position (a clone keeps the position instead).
+    pub fn subscribe(&self) -> Self {
+        Self::start(&self.shared)
+    }
+
+    /// A consumer positioned at the latest group.
+    fn start(shared: &Arc<TrackShared>) -> Self {
+        let mut state = lock(&shared.state);
+        state.consumers += 1;
+        Self {
+            shared: shared.clone(),
+            next: state.cache.start(),
+            slot: None,
+        }
     }
 
     /// Polls for the next group; see [`next_group`](Self::next_group).

@@ -1,0 +1,115 @@
+//! Command-line flags, compatible with moq-relay 0.6.15 (spec §10.1).
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use moq_transfork::transport::ClientTls;
+
+/// A caching, deduplicating MoqTransfork relay over WebTransport and raw QUIC on one UDP port.
+#[derive(Parser, Debug)]
+#[command(version)]
+pub(crate) struct Args {
+    /// The UDP address to listen on for QUIC (WebTransport and raw QUIC). With --dev or a
+    /// generated certificate, HTTP is served on TCP at the same address.
+    #[arg(long, default_value = "[::]:4443")]
+    pub(crate) bind: SocketAddr,
+
+    /// A PEM certificate chain to serve; repeat for several, each with its --tls-key. The first
+    /// one valid for the client's SNI is used, otherwise the last. Without any, a self-signed
+    /// development certificate for localhost is generated.
+    #[arg(long = "tls-cert", value_name = "PEM")]
+    pub(crate) tls_cert: Vec<PathBuf>,
+
+    /// The PEM private key of the --tls-cert at the same position.
+    #[arg(long = "tls-key", value_name = "PEM")]
+    pub(crate) tls_key: Vec<PathBuf>,
+
+    /// A PEM file of roots to trust on outgoing (cluster) connections, instead of the system's;
+    /// repeatable.
+    #[arg(long = "tls-root", value_name = "PEM")]
+    pub(crate) tls_root: Vec<PathBuf>,
+
+    /// Do not verify certificates on outgoing (cluster) connections. Development only.
+    #[arg(long)]
+    pub(crate) tls_disable_verify: bool,
+
+    /// HOST:PORT of the cluster's root relay, used for discovery. Without it, this relay is
+    /// a root.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) cluster_root: Option<String>,
+
+    /// HOST:PORT under which peers reach this relay, advertised to the cluster. Without it,
+    /// the relay is a read-only member.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub(crate) cluster_node: Option<String>,
+
+    /// Serve GET /fingerprint over HTTP on TCP at the --bind address.
+    #[arg(long)]
+    pub(crate) dev: bool,
+
+    /// How long an upstream subscription outlives its last subscriber, in milliseconds.
+    #[arg(long, default_value_t = 2000, value_name = "MS")]
+    pub(crate) linger_ms: u64,
+
+    /// More logging: -v debug, -vv trace. RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) verbose: u8,
+
+    /// Less logging: -q errors only, -qq nothing. RUST_LOG overrides.
+    #[arg(short, long, action = clap::ArgAction::Count)]
+    pub(crate) quiet: u8,
+}
+
+impl Args {
+    /// Logs to stderr at the level the flags ask for, unless RUST_LOG says otherwise.
+    pub(crate) fn init_logging(&self) {
+        let level = match (self.verbose, self.quiet) {
+            (0, 0) => "info",
+            (_, 1) => "error",
+            (_, q) if q >= 2 => "off",
+            (1, _) => "debug",
+            _ => "trace",
+        };
+        // quinn is chatty below info.
+        let default = format!("{level},quinn=info,quinn_proto=info");
+        let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+            .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
+        tracing_subscriber::fmt()
+            .with_env_filter(filter)
+            .with_writer(std::io::stderr)
+            .init();
+    }
+
+    /// Rejects flag combinations that cannot work.
+    pub(crate) fn check(&self) -> anyhow::Result<()> {
+        if self.tls_cert.len() != self.tls_key.len() {
+            anyhow::bail!(
+                "{} --tls-cert but {} --tls-key: give one key per certificate",
+                self.tls_cert.len(),
+                self.tls_key.len()
+            );
+        }
+        if self.cluster_root.is_some() || self.cluster_node.is_some() {
+            anyhow::bail!("clustering (--cluster-root/--cluster-node) is not available yet");
+        }
+        Ok(())
+    }
+
+    /// TLS for outgoing connections.
+    pub(crate) fn client_tls(&self) -> anyhow::Result<ClientTls> {
+        Ok(if self.tls_disable_verify {
+            ClientTls::disable_verify()
+        } else if !self.tls_root.is_empty() {
+            ClientTls::with_roots(&self.tls_root).context("loading --tls-root")?
+        } else {
+            ClientTls::system_roots().context("loading the system's roots")?
+        })
+    }
+
+    pub(crate) fn linger(&self) -> Duration {
+        Duration::from_millis(self.linger_ms)
+    }
+}

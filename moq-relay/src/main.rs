@@ -1,0 +1,179 @@
+//! `moq-relay`: a caching, deduplicating MoqTransfork relay.
+//!
+//! Publishers and subscribers connect over WebTransport (`https://`) or raw QUIC (`moqf://`) on
+//! one UDP port. Every path a client announces is offered to every other client; a subscription
+//! is routed to the session that announced the path, and however many subscribers a track has,
+//! the relay holds one upstream subscription for it.
+
+mod args;
+mod http;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use clap::Parser;
+use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
+use moq_transfork::{Origins, Path, Session, SessionOptions};
+use tracing::Instrument;
+
+use args::Args;
+
+/// How long shutdown waits for sessions to acknowledge the close.
+const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
+
+#[tokio::main]
+async fn main() -> std::process::ExitCode {
+    let args = Args::parse();
+    args.init_logging();
+    match run(args).await {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(err) => {
+            eprintln!("moq-relay: error: {err:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(args: Args) -> anyhow::Result<()> {
+    args.check()?;
+    let (tls, generated) = if args.tls_cert.is_empty() {
+        tracing::warn!(
+            "no --tls-cert given: using a generated self-signed certificate. \
+             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
+        );
+        let hosts = ["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
+        (ServerTls::self_signed(&hosts)?, true)
+    } else {
+        (ServerTls::load(&args.tls_cert, &args.tls_key)?, false)
+    };
+    let fingerprint = tls.fingerprints().into_iter().next().unwrap_or_default();
+
+    let endpoint = Endpoint::bind(EndpointConfig {
+        bind: args.bind,
+        server: Some(tls),
+        client: args.client_tls()?,
+    })
+    .with_context(|| format!("cannot listen on udp {}", args.bind))?;
+    let addr = endpoint.local_addr().context("local address")?;
+
+    let http = if args.dev || generated {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on tcp {addr} for http"))?;
+        Some(tokio::spawn(http::serve(listener, fingerprint.clone())))
+    } else {
+        None
+    };
+
+    print_banner(addr, &fingerprint, http.is_some());
+
+    let relay = Relay::new(args.linger());
+    tokio::select! {
+        () = relay.accept_all(&endpoint) => {},
+        signal = shutdown_signal() => {
+            tracing::info!(%signal, "shutting down");
+        }
+    }
+
+    // Stop accepting, close every session with a clean code, wait briefly for the closes.
+    endpoint.close();
+    let _ = tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle()).await;
+    if let Some(http) = http {
+        http.abort();
+    }
+    Ok(())
+}
+
+fn print_banner(addr: SocketAddr, fingerprint: &str, http: bool) {
+    let host = match addr.ip() {
+        ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
+        std::net::IpAddr::V6(ip) => format!("[{ip}]"),
+        std::net::IpAddr::V4(ip) => ip.to_string(),
+    };
+    let port = addr.port();
+    println!("moq-relay listening on {addr} (udp)");
+    println!("  WebTransport: https://{host}:{port}/");
+    println!("  raw QUIC:     moqf://{host}:{port}");
+    println!("  certificate SHA-256 fingerprint: {fingerprint}");
+    if http {
+        println!("  fingerprint over http: http://{host}:{port}/fingerprint");
+    }
+}
+
+/// Resolves on SIGINT or SIGTERM, with the signal's name.
+async fn shutdown_signal() -> &'static str {
+    #[cfg(unix)]
+    {
+        use tokio::signal::unix::{signal, SignalKind};
+        let (Ok(mut term), Ok(mut int)) = (
+            signal(SignalKind::terminate()),
+            signal(SignalKind::interrupt()),
+        ) else {
+            return std::future::pending().await;
+        };
+        tokio::select! {
+            _ = term.recv() => "SIGTERM",
+            _ = int.recv() => "SIGINT",
+        }
+    }
+    #[cfg(not(unix))]
+    {
+        let _ = tokio::signal::ctrl_c().await;
+        "ctrl-c"
+    }
+}
+
+/// The forwarding state shared by all sessions.
+#[derive(Clone)]
+struct Relay {
+    /// Paths announced by the relay's clients.
+    origins: Origins,
+    linger: Duration,
+    next_session: Arc<AtomicU64>,
+}
+
+impl Relay {
+    fn new(linger: Duration) -> Self {
+        Self {
+            origins: Origins::new(),
+            linger,
+            next_session: Arc::default(),
+        }
+    }
+
+    async fn accept_all(&self, endpoint: &Endpoint) {
+        while let Some(incoming) = endpoint.accept().await {
+            let id = self.next_session.fetch_add(1, Ordering::Relaxed);
+            let span = tracing::info_span!("session", id, remote = %incoming.remote_address());
+            let relay = self.clone();
+            tokio::spawn(
+                async move {
+                    if let Err(err) = relay.serve(incoming).await {
+                        tracing::info!(%err, code = err.code(), "session failed");
+                    }
+                }
+                .instrument(span),
+            );
+        }
+    }
+
+    async fn serve(self, incoming: Incoming) -> Result<(), moq_transfork::Error> {
+        let conn = incoming.accept().await?;
+        let options = SessionOptions {
+            announce: vec![self.origins.announced()],
+            router: Some(Arc::new(self.origins.clone())),
+            linger: self.linger,
+            ..Default::default()
+        };
+        let session = Session::accept_with(conn, options).await?;
+        tracing::info!(transport = %session.transport(), "session started");
+        // Learn what the client publishes; this ends when the session does.
+        self.origins.serve(&session, Path::new()).await;
+        let reason = session.closed().await;
+        tracing::info!(%reason, "session ended");
+        Ok(())
+    }
+}

@@ -1,0 +1,352 @@
+//! Sessions: the SETUP handshake (spec §4), then the publisher and subscriber halves that move
+//! the [model](crate::model) over QUIC streams (spec §5).
+//!
+//! A [`Session`] is symmetric after the handshake: either side may publish tracks, answer
+//! announce and subscribe requests, and subscribe to the peer's tracks.
+
+mod options;
+mod priority;
+mod publisher;
+mod stream;
+mod subscriber;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use tracing::Instrument;
+
+use crate::message::{BiStream, ClientSetup, Extensions, Info, ServerSetup, Version, Versions};
+use crate::model::{AnnouncedConsumer, GroupConsumer, Track, TrackConsumer};
+use crate::transport::{Connection, TransportKind};
+use crate::{Error, Path};
+
+pub use options::{Router, SessionOptions};
+
+use publisher::Publisher;
+use stream::{Reader, Writer};
+use subscriber::Subscriber;
+
+/// How long the SETUP exchange may take before the connection is dropped.
+const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// An established MoqTransfork session over one QUIC connection (raw QUIC or WebTransport).
+///
+/// Cheap to clone: clones share the session. When the last clone is dropped the session is
+/// closed with [`Error::Cancel`]. Work happens in background tasks on the current tokio runtime.
+///
+/// # Examples
+///
+/// A client publishes a track and the server it connected to subscribes to it, over loopback:
+///
+/// ```
+/// # #[tokio::main]
+/// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
+/// use bytes::Bytes;
+/// use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig, ServerTls};
+/// use moq_transfork::{Path, Session, Track};
+///
+/// // A server with a generated development certificate.
+/// let server = Endpoint::bind(EndpointConfig {
+///     bind: "127.0.0.1:0".parse()?,
+///     server: Some(ServerTls::self_signed(&["localhost".to_string()])?),
+///     client: ClientTls::disable_verify(),
+/// })?;
+/// let url = format!("moqf://localhost:{}", server.local_addr()?.port()).parse()?;
+/// let accepting = server.clone();
+/// let accept = tokio::spawn(async move {
+///     let incoming = accepting.accept().await.expect("endpoint open");
+///     Session::accept(incoming.accept().await?).await
+/// });
+///
+/// // The client publishes a track...
+/// let client = Endpoint::bind(EndpointConfig {
+///     bind: "127.0.0.1:0".parse()?,
+///     server: None,
+///     client: ClientTls::disable_verify(),
+/// })?;
+/// let publisher = Session::connect(client.connect(&url).await?).await?;
+/// let (producer, consumer) = Track::new(Path::from_iter(["demo", "clock"])).produce();
+/// publisher.publish(consumer)?;
+/// let mut group = producer.append_group()?;
+/// group.write_frame(Bytes::from_static(b"hello"));
+///
+/// // ...and the server subscribes to it: after SETUP, both sides may publish and subscribe.
+/// let subscriber = accept.await??;
+/// let mut track = subscriber.subscribe(Track::new(Path::from_iter(["demo", "clock"])));
+/// let mut group = track.next_group().await?.expect("a group");
+/// assert_eq!(group.read_frame().await?.expect("a frame"), "hello");
+/// # Ok(())
+/// # }
+/// ```
+#[derive(Clone, Debug)]
+pub struct Session {
+    inner: Arc<SessionInner>,
+}
+
+#[derive(Debug)]
+struct SessionInner {
+    conn: Connection,
+    publisher: Publisher,
+    subscriber: Subscriber,
+}
+
+impl Drop for SessionInner {
+    fn drop(&mut self) {
+        let err = Error::Cancel;
+        self.conn.close(err.code(), &err.to_string());
+    }
+}
+
+impl Session {
+    /// Runs the client side of SETUP (spec §4) on a fresh connection, with default options.
+    ///
+    /// # Errors
+    /// [`Error::Version`] if the server does not speak 0xff0bad02; transport and decode errors.
+    pub async fn connect(conn: Connection) -> Result<Self, Error> {
+        Self::connect_with(conn, SessionOptions::default()).await
+    }
+
+    /// Runs the client side of SETUP with the given options.
+    ///
+    /// # Errors
+    /// As [`Session::connect`].
+    pub async fn connect_with(conn: Connection, options: SessionOptions) -> Result<Self, Error> {
+        let opener = conn.clone();
+        let setup = async move {
+            let (send, recv) = opener.open_bi().await?;
+            let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+            let client = ClientSetup {
+                versions: Versions(vec![Version::FORK_02]),
+                extensions: Extensions::default(),
+            };
+            writer.encode2(&BiStream::Session, &client).await?;
+            let server: ServerSetup = reader.decode().await?;
+            if server.version != Version::FORK_02 {
+                return Err(Error::Version);
+            }
+            Ok((writer, reader))
+        };
+        Self::start(conn, setup, options).await
+    }
+
+    /// Runs the server side of SETUP (spec §4) on a freshly accepted connection, with default
+    /// options.
+    ///
+    /// # Errors
+    /// [`Error::UnexpectedStream`] if the first stream is not a session stream,
+    /// [`Error::Version`] if the client does not offer 0xff0bad02. The connection is closed
+    /// with that code.
+    pub async fn accept(conn: Connection) -> Result<Self, Error> {
+        Self::accept_with(conn, SessionOptions::default()).await
+    }
+
+    /// Runs the server side of SETUP with the given options.
+    ///
+    /// The options are in force before the peer's first request can arrive, so a relay that
+    /// passes its announcements and router here never misses a request.
+    ///
+    /// # Errors
+    /// As [`Session::accept`].
+    pub async fn accept_with(conn: Connection, options: SessionOptions) -> Result<Self, Error> {
+        let acceptor = conn.clone();
+        let setup = async move {
+            let (send, recv) = acceptor.accept_bi().await?;
+            let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+            let result = async {
+                match reader.decode::<BiStream>().await? {
+                    BiStream::Session => {}
+                    _ => return Err(Error::UnexpectedStream),
+                }
+                let client: ClientSetup = reader.decode().await?;
+                if !client.versions.0.contains(&Version::FORK_02) {
+                    return Err(Error::Version);
+                }
+                let server = ServerSetup {
+                    version: Version::FORK_02,
+                    extensions: Extensions::default(),
+                };
+                writer.encode(&server).await
+            }
+            .await;
+            if let Err(err) = &result {
+                writer.reset(err);
+                reader.stop(err);
+            }
+            result.map(|()| (writer, reader))
+        };
+        Self::start(conn, setup, options).await
+    }
+
+    /// Runs `setup` within [`SETUP_TIMEOUT`], then starts the session on its session stream,
+    /// or closes the connection with the setup's error.
+    async fn start(
+        conn: Connection,
+        setup: impl std::future::Future<Output = Result<(Writer, Reader), Error>>,
+        options: SessionOptions,
+    ) -> Result<Self, Error> {
+        let result = tokio::time::timeout(SETUP_TIMEOUT, setup)
+            .await
+            .unwrap_or_else(|_| Err(Error::Transport("setup timed out".into())));
+        match result {
+            Ok((writer, reader)) => Ok(Self::run_session(conn, writer, reader, options)),
+            Err(err) => {
+                conn.close(err.code(), &err.to_string());
+                Err(err)
+            }
+        }
+    }
+
+    fn run_session(
+        conn: Connection,
+        writer: Writer,
+        reader: Reader,
+        options: SessionOptions,
+    ) -> Self {
+        let span = tracing::info_span!(
+            "session",
+            remote = %conn.remote_address(),
+            transport = %conn.kind(),
+        );
+        let publisher = Publisher::new(conn.clone(), &options);
+        let subscriber = Subscriber::new(conn.clone(), &options);
+        tokio::spawn(
+            run(
+                conn.clone(),
+                writer,
+                reader,
+                publisher.clone(),
+                subscriber.clone(),
+            )
+            .instrument(span),
+        );
+        Self {
+            inner: Arc::new(SessionInner {
+                conn,
+                publisher,
+                subscriber,
+            }),
+        }
+    }
+
+    /// Which transport carries the session.
+    pub fn transport(&self) -> TransportKind {
+        self.inner.conn.kind()
+    }
+
+    /// The peer's address.
+    pub fn remote_address(&self) -> std::net::SocketAddr {
+        self.inner.conn.remote_address()
+    }
+
+    /// Offers a track to the peer: it is announced to every announce request that matches its
+    /// path, and served to subscribers by exact path, until the track ends.
+    ///
+    /// # Errors
+    /// [`Error::Duplicate`] if a live track with the same path is already published here.
+    pub fn publish(&self, track: TrackConsumer) -> Result<(), Error> {
+        self.inner.publisher.publish(track)
+    }
+
+    /// Subscribes to a track of the peer.
+    ///
+    /// Returns at once; the SUBSCRIBE goes out in the background. Subscribing again to a path
+    /// while an earlier subscription is alive returns another consumer of the same track
+    /// without a new SUBSCRIBE (one upstream subscription per path). When every consumer is
+    /// dropped, the subscription ends (the subscribe stream is finished).
+    ///
+    /// The consumer yields `Err` if the peer refuses (for example [`Error::NotFound`]) or the
+    /// subscription fails, and `Ok(None)` once the peer ends the track cleanly.
+    pub fn subscribe(&self, track: Track) -> TrackConsumer {
+        self.inner.subscriber.subscribe(track)
+    }
+
+    /// Asks the peer for the tracks it announces under `prefix` (whole path parts).
+    ///
+    /// Each call opens its own announce stream. The consumer yields full paths.
+    pub fn announced(&self, prefix: Path) -> AnnouncedConsumer {
+        self.inner.subscriber.announced(prefix)
+    }
+
+    /// Asks the peer for a track's description and latest group (an INFO request, spec §5.5).
+    ///
+    /// Do not send this to a 0.8.0 peer that routes it to a relay: 0.8.0 relays open an
+    /// upstream subscription for it.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when the peer has no such track; transport and decode errors.
+    pub async fn info(&self, path: Path) -> Result<Info, Error> {
+        self.inner.subscriber.info(path).await
+    }
+
+    /// Fetches one group of a track from the peer's cache, starting at frame `offset`
+    /// (spec §5.4).
+    ///
+    /// Only peers built on this crate answer FETCH; 0.8.0 peers panic on it (spec §15.5).
+    ///
+    /// # Errors
+    /// [`Error::BoundsExceeded`] for a sequence beyond the varint range. The returned group
+    /// yields [`Error::NotFound`] when the peer does not hold the group.
+    pub fn fetch(
+        &self,
+        path: Path,
+        priority: i8,
+        group: u64,
+        offset: u64,
+    ) -> Result<GroupConsumer, Error> {
+        self.inner.subscriber.fetch(path, priority, group, offset)
+    }
+
+    /// Closes the session with `err`'s code and its text as the reason.
+    pub fn close(&self, err: Error) {
+        self.inner.conn.close(err.code(), &err.to_string());
+    }
+
+    /// Resolves when the session ends, with the reason.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub async fn closed(&self) -> Error {
+        self.inner.conn.closed().await
+    }
+}
+
+/// Drives a session: watches the session stream and accepts the peer's streams until the
+/// connection ends. Each accepted stream runs in a task of its own.
+async fn run(
+    conn: Connection,
+    mut session_writer: Writer,
+    mut session_reader: Reader,
+    publisher: Publisher,
+    subscriber: Subscriber,
+) {
+    let err = loop {
+        tokio::select! {
+            // Spec §4.4: nothing more is sent on the session stream; FIN ends the session.
+            res = session_reader.closed() => break match res {
+                Ok(()) => Error::Cancel,
+                Err(err) => err,
+            },
+            res = conn.accept_bi() => match res {
+                Ok((send, recv)) => {
+                    let publisher = publisher.clone();
+                    tokio::spawn(
+                        async move { publisher.serve(Writer::new(send), Reader::new(recv)).await }
+                            .in_current_span(),
+                    );
+                }
+                Err(err) => break err,
+            },
+            res = conn.accept_uni() => match res {
+                Ok(recv) => {
+                    let subscriber = subscriber.clone();
+                    tokio::spawn(async move { subscriber.recv_stream(Reader::new(recv)).await }.in_current_span());
+                }
+                Err(err) => break err,
+            },
+        }
+    };
+    tracing::debug!(%err, "session ended");
+    conn.close(err.code(), &err.to_string());
+    session_writer.reset(&err);
+    subscriber.close(err);
+}

@@ -1,0 +1,77 @@
+//! What a session serves besides its own tracks, and its limits.
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Duration;
+
+use crate::model::{AnnouncedProducer, CacheConfig, Track, TrackConsumer};
+use crate::Error;
+
+/// Finds tracks that were not published on the session itself (a relay's routing table).
+///
+/// Called once per SUBSCRIBE, FETCH or INFO request whose path is not published locally.
+/// Return [`Error::NotFound`] when nobody offers the path; the request is then reset with
+/// that code.
+pub trait Router: Send + Sync + 'static {
+    /// Returns a consumer of the track named by `track.path`. `track` carries the
+    /// subscriber's priority, group order and expiry, for an upstream subscription.
+    fn route(&self, track: &Track) -> Result<TrackConsumer, Error>;
+}
+
+impl<F> Router for F
+where
+    F: Fn(&Track) -> Result<TrackConsumer, Error> + Send + Sync + 'static,
+{
+    fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
+        self(track)
+    }
+}
+
+/// Options of a session, fixed before its first request can arrive.
+#[derive(Clone)]
+pub struct SessionOptions {
+    /// More announcements to offer the peer besides the tracks published on the session
+    /// (a relay passes the announcements of all its other sessions). A path offered by
+    /// several sources is announced once.
+    pub announce: Vec<AnnouncedProducer>,
+    /// Where to find tracks not published on the session itself.
+    pub router: Option<Arc<dyn Router>>,
+    /// The cache window of tracks this session subscribes to.
+    pub cache: CacheConfig,
+    /// How many groups of one subscription may be in flight to the peer at once. When a newer
+    /// group arrives beyond this, the oldest in-flight group is dropped (reset, and reported
+    /// with GROUP_DROP), so a peer that stops reading costs bounded memory.
+    pub max_inflight_groups: usize,
+    /// The largest frame accepted from the peer, in bytes; larger frames reset their group
+    /// stream with [`Error::BoundsExceeded`].
+    pub max_frame_size: u64,
+    /// How long an upstream subscription outlives its last consumer, so a viewer that
+    /// reconnects at once does not cost a new SUBSCRIBE.
+    pub linger: Duration,
+}
+
+impl Default for SessionOptions {
+    fn default() -> Self {
+        Self {
+            announce: Vec::new(),
+            router: None,
+            cache: CacheConfig::default(),
+            max_inflight_groups: 8,
+            max_frame_size: 64 << 20,
+            linger: Duration::ZERO,
+        }
+    }
+}
+
+impl fmt::Debug for SessionOptions {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("SessionOptions")
+            .field("announce", &self.announce.len())
+            .field("router", &self.router.is_some())
+            .field("cache", &self.cache)
+            .field("max_inflight_groups", &self.max_inflight_groups)
+            .field("max_frame_size", &self.max_frame_size)
+            .field("linger", &self.linger)
+            .finish()
+    }
+}

@@ -1,0 +1,403 @@
+//! The subscriber half of a session: subscriptions (one per path), announce, info and fetch
+//! requests, and the group streams the peer sends (spec §5.2–§5.6).
+
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use super::stream::{Reader, Writer};
+use super::SessionOptions;
+use crate::message::{
+    Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, GroupDrop, GroupHeader, Info,
+    InfoRequest, Subscribe, UniStream,
+};
+use crate::model::{
+    AnnouncedConsumer, AnnouncedProducer, CacheConfig, GroupConsumer, GroupProducer, Track,
+    TrackConsumer, TrackProducer,
+};
+use crate::transport::Connection;
+use crate::{Error, Path};
+
+/// How long group streams of a subscription the publisher has ended are still accepted: its
+/// last groups may be processed after the FIN of the subscribe stream.
+const ENDED_GRACE: Duration = Duration::from_millis(250);
+
+/// The subscriber half; cheap to clone.
+#[derive(Clone)]
+pub(super) struct Subscriber {
+    inner: Arc<SubscriberInner>,
+}
+
+struct SubscriberInner {
+    conn: Connection,
+    cache: CacheConfig,
+    max_frame_size: u64,
+    linger: Duration,
+    next_id: AtomicU64,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    /// Live subscriptions by path, for deduplication (spec §7.2).
+    by_path: HashMap<Path, (u64, TrackProducer)>,
+    /// Subscriptions by id, to route group streams.
+    by_id: HashMap<u64, TrackProducer>,
+    /// Set once the session has ended.
+    closed: Option<Error>,
+}
+
+impl fmt::Debug for Subscriber {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Subscriber")
+            .field("subscriptions", &self.state().by_id.len())
+            .finish_non_exhaustive()
+    }
+}
+
+impl Subscriber {
+    pub(super) fn new(conn: Connection, options: &SessionOptions) -> Self {
+        Self {
+            inner: Arc::new(SubscriberInner {
+                conn,
+                cache: options.cache,
+                max_frame_size: options.max_frame_size,
+                linger: options.linger,
+                next_id: AtomicU64::new(0),
+                state: Mutex::default(),
+            }),
+        }
+    }
+
+    fn state(&self) -> MutexGuard<'_, State> {
+        self.inner
+            .state
+            .lock()
+            .unwrap_or_else(|poison| poison.into_inner())
+    }
+
+    /// Ends every subscription with `err`; later subscriptions fail at once.
+    pub(super) fn close(&self, err: Error) {
+        let mut state = self.state();
+        state.closed = Some(err.clone());
+        state.by_path.clear();
+        for (_, producer) in state.by_id.drain() {
+            producer.close(err.clone());
+        }
+    }
+
+    pub(super) fn subscribe(&self, track: Track) -> TrackConsumer {
+        let mut state = self.state();
+        if let Some((_, producer)) = state.by_path.get(&track.path) {
+            if !producer.is_closed() {
+                return producer.subscribe();
+            }
+        }
+        let (producer, consumer) = track.clone().produce_with(self.inner.cache);
+        if let Some(err) = &state.closed {
+            producer.close(err.clone());
+            return consumer;
+        }
+        // Spec §5.3: ids count up from 0, one per subscription that goes on the wire.
+        let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
+        state
+            .by_path
+            .insert(track.path.clone(), (id, producer.clone()));
+        state.by_id.insert(id, producer.clone());
+        drop(state);
+
+        let this = self.clone();
+        tokio::spawn(async move { this.run_subscribe(id, track, producer).await });
+        consumer
+    }
+
+    async fn run_subscribe(self, id: u64, track: Track, producer: TrackProducer) {
+        tracing::debug!(id, path = %track.path, "subscribe");
+        let mut stream = None;
+        let result = self
+            .subscribe_stream(id, &track, &producer, &mut stream)
+            .await;
+
+        // Remove the subscription from the dedup table first, so a new subscribe starts
+        // afresh; group streams of this id are still accepted for a moment (ENDED_GRACE).
+        {
+            let mut state = self.state();
+            if state
+                .by_path
+                .get(&track.path)
+                .is_some_and(|(current, _)| *current == id)
+            {
+                state.by_path.remove(&track.path);
+            }
+        }
+        match result {
+            Ok(Ended::Unsubscribed) => {
+                self.state().by_id.remove(&id);
+            }
+            Ok(Ended::ByPublisher) => {
+                tracing::debug!(id, path = %track.path, "subscription ended by publisher");
+                tokio::time::sleep(ENDED_GRACE).await;
+                self.state().by_id.remove(&id);
+            }
+            Err(err) => {
+                tracing::debug!(id, path = %track.path, %err, "subscription failed");
+                if let Some((writer, reader)) = stream.as_mut() {
+                    writer.reset(&err);
+                    reader.stop(&err);
+                }
+                self.state().by_id.remove(&id);
+                producer.close(err);
+            }
+        }
+    }
+
+    async fn subscribe_stream(
+        &self,
+        id: u64,
+        track: &Track,
+        producer: &TrackProducer,
+        stream: &mut Option<(Writer, Reader)>,
+    ) -> Result<Ended, Error> {
+        let (send, recv) = self.inner.conn.open_bi().await?;
+        let (writer, reader) = stream.insert((Writer::new(send), Reader::new(recv)));
+        let subscribe = Subscribe {
+            id,
+            path: track.path.clone(),
+            priority: track.priority,
+            group_order: track.group_order,
+            group_expires: track.group_expires,
+            group_min: None,
+            group_max: None,
+        };
+        writer.encode2(&BiStream::Subscribe, &subscribe).await?;
+
+        let info = tokio::select! {
+            res = reader.decode::<Info>() => res?,
+            () = self.unused(producer, &track.path, id) => return unsubscribe(writer, reader),
+        };
+        tracing::debug!(id, ?info, "subscribe info");
+        loop {
+            tokio::select! {
+                res = reader.decode_maybe::<GroupDrop>() => match res? {
+                    Some(drop) => tracing::debug!(id, ?drop, "groups dropped by publisher"),
+                    None => {
+                        // The publisher ended the subscription: finish ours (spec §7.3).
+                        writer.finish()?;
+                        return Ok(Ended::ByPublisher);
+                    }
+                },
+                () = self.unused(producer, &track.path, id) => return unsubscribe(writer, reader),
+            }
+        }
+    }
+
+    /// Resolves when the subscription has had no consumer for `linger`, having removed it from
+    /// the dedup table under the same lock that `subscribe` takes, so no consumer can join a
+    /// subscription that is going away.
+    async fn unused(&self, producer: &TrackProducer, path: &Path, id: u64) {
+        loop {
+            producer.unused().await;
+            if !self.inner.linger.is_zero() {
+                tokio::time::sleep(self.inner.linger).await;
+            }
+            let mut state = self.state();
+            if producer.consumer_count() == 0 {
+                if state
+                    .by_path
+                    .get(path)
+                    .is_some_and(|(current, _)| *current == id)
+                {
+                    state.by_path.remove(path);
+                }
+                return;
+            }
+        }
+    }
+
+    /// Serves one uni stream opened by the peer: a group of one of our subscriptions.
+    pub(super) async fn recv_stream(self, mut reader: Reader) {
+        let result = async {
+            match reader.decode::<UniStream>().await? {
+                UniStream::Group => {}
+            }
+            let header: GroupHeader = reader.decode().await?;
+            tracing::trace!(
+                subscribe = header.subscribe,
+                sequence = header.sequence,
+                "group stream"
+            );
+            let producer = self.state().by_id.get(&header.subscribe).cloned();
+            // Spec §15.7: a group of an unknown or cancelled subscription is stopped with Cancel.
+            let producer = producer.ok_or(Error::Cancel)?;
+            let group = producer.create_group(header.sequence).map_err(|err| {
+                tracing::debug!(sequence = header.sequence, %err, "group refused");
+                Error::Cancel
+            })?;
+            drop(producer);
+            Ok(group)
+        }
+        .await;
+        let mut group = match result {
+            Ok(group) => group,
+            Err(err) => {
+                reader.stop(&err);
+                return;
+            }
+        };
+        match read_frames(&mut reader, &mut group, self.inner.max_frame_size).await {
+            Ok(()) => group.finish(),
+            Err(err) => {
+                reader.stop(&err);
+                group.close(err);
+            }
+        }
+    }
+
+    pub(super) fn announced(&self, prefix: Path) -> AnnouncedConsumer {
+        let producer = AnnouncedProducer::new();
+        let consumer = producer.subscribe_prefix(prefix.clone());
+        let conn = self.inner.conn.clone();
+        tokio::spawn(async move {
+            let mut stream = None;
+            match announced_stream(&conn, &prefix, &producer, &mut stream).await {
+                Ok(()) => {}
+                Err(err) => {
+                    tracing::debug!(%prefix, %err, "announce stream failed");
+                    if let Some((writer, reader)) = stream.as_mut() {
+                        writer.reset(&err);
+                        reader.stop(&err);
+                    }
+                }
+            }
+            // Dropping the producer ends every path still active for the consumer.
+        });
+        consumer
+    }
+
+    pub(super) async fn info(&self, path: Path) -> Result<Info, Error> {
+        let (send, recv) = self.inner.conn.open_bi().await?;
+        let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+        writer
+            .encode2(&BiStream::Info, &InfoRequest { path })
+            .await?;
+        let info = reader.decode().await?;
+        writer.finish()?;
+        Ok(info)
+    }
+
+    pub(super) fn fetch(
+        &self,
+        path: Path,
+        priority: i8,
+        sequence: u64,
+        offset: u64,
+    ) -> Result<GroupConsumer, Error> {
+        // A detached group: the track exists only to create it.
+        let (track, _) = Track::new(path.clone()).produce();
+        let mut group = track.create_group(sequence)?;
+        let consumer = group.subscribe();
+        let conn = self.inner.conn.clone();
+        let max_frame_size = self.inner.max_frame_size;
+        tokio::spawn(async move {
+            let request = Fetch {
+                path,
+                priority,
+                group: sequence,
+                offset,
+            };
+            let result = async {
+                let (send, recv) = conn.open_bi().await?;
+                let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+                writer.encode2(&BiStream::Fetch, &request).await?;
+                writer.finish()?;
+                let result = read_frames(&mut reader, &mut group, max_frame_size).await;
+                if let Err(err) = &result {
+                    reader.stop(err);
+                }
+                result
+            }
+            .await;
+            match result {
+                Ok(()) => group.finish(),
+                Err(err) => group.close(err),
+            }
+        });
+        Ok(consumer)
+    }
+}
+
+/// Unsubscribes (spec §5.3): FIN, and stop reading.
+fn unsubscribe(writer: &mut Writer, reader: &mut Reader) -> Result<Ended, Error> {
+    writer.finish()?;
+    reader.stop(&Error::Cancel);
+    Ok(Ended::Unsubscribed)
+}
+
+/// How a subscription ended without error.
+enum Ended {
+    /// Every consumer went away and we finished the stream.
+    Unsubscribed,
+    /// The publisher finished the stream: the track is over.
+    ByPublisher,
+}
+
+async fn announced_stream(
+    conn: &Connection,
+    prefix: &Path,
+    producer: &AnnouncedProducer,
+    stream: &mut Option<(Writer, Reader)>,
+) -> Result<(), Error> {
+    let (send, recv) = conn.open_bi().await?;
+    let (writer, reader) = stream.insert((Writer::new(send), Reader::new(recv)));
+    writer
+        .encode2(
+            &BiStream::Announce,
+            &AnnouncePlease {
+                prefix: prefix.clone(),
+            },
+        )
+        .await?;
+    while let Some(announce) = reader.decode_maybe::<Announce>().await? {
+        match announce {
+            Announce::Active { suffix } => {
+                // Spec §5.2: `active` for a path already active is Duplicate.
+                if !producer.announce(prefix.clone().append(&suffix)) {
+                    return Err(Error::Duplicate);
+                }
+            }
+            Announce::Ended { suffix } => {
+                if !producer.unannounce(&prefix.clone().append(&suffix)) {
+                    return Err(Error::NotFound);
+                }
+            }
+            Announce::Live => {}
+        }
+    }
+    // The publisher finished: finish ours too.
+    writer.finish()
+}
+
+/// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
+/// chunks quinn delivers, without copying.
+async fn read_frames(
+    reader: &mut Reader,
+    group: &mut GroupProducer,
+    max_frame_size: u64,
+) -> Result<(), Error> {
+    while let Some(FrameHeader { size }) = reader.decode_maybe().await? {
+        if size > max_frame_size {
+            return Err(Error::BoundsExceeded);
+        }
+        let mut frame = group.create_frame(size);
+        let mut remaining = size;
+        while remaining > 0 {
+            let max = usize::try_from(remaining).unwrap_or(usize::MAX);
+            let chunk = reader.read_chunk(max).await?.ok_or(Error::WrongSize)?;
+            remaining -= chunk.len() as u64;
+            frame.write(chunk)?;
+        }
+    }
+    Ok(())
+}

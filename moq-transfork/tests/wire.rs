@@ -1,0 +1,175 @@
+//! Literal bytes against a session over real QUIC: the handshake, and bad input handled as the
+//! spec says (the offending stream is reset with the right code, the session lives on).
+
+mod common;
+
+use std::net::SocketAddr;
+
+use bytes::Bytes;
+use common::{timeout, SCHEMES};
+use moq_transfork::transport::{Connection, Endpoint, RecvStream, SendStream};
+use moq_transfork::{Error, Session};
+
+const CLIENT_SETUP: &[u8] = &[
+    0x00, 0x01, 0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00,
+];
+const SERVER_SETUP: &[u8] = &[0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00];
+/// SUBSCRIBE {id 0, ["clock"], prio 0, desc, expires 0, none, none} (spec §14.9).
+const SUBSCRIBE_CLOCK: &[u8] = &[
+    0x02, 0x00, 0x01, 0x05, b'c', b'l', b'o', b'c', b'k', 0x80, 0x01, 0x00, 0x00, 0x00,
+];
+
+/// A server session on a fresh endpoint; returns the endpoint's address and the accept task.
+fn serve() -> (
+    Endpoint,
+    SocketAddr,
+    tokio::task::JoinHandle<Result<Session, Error>>,
+) {
+    let (endpoint, addr) = common::server();
+    let task = {
+        let endpoint = endpoint.clone();
+        tokio::spawn(async move {
+            let incoming = endpoint.accept().await.expect("endpoint closed");
+            let conn = incoming.accept().await?;
+            Session::accept(conn).await
+        })
+    };
+    (endpoint, addr, task)
+}
+
+async fn read_all(recv: &mut RecvStream) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    while let Some(chunk) = timeout("read", recv.read_chunk(usize::MAX)).await? {
+        out.extend_from_slice(&chunk);
+    }
+    Ok(out)
+}
+
+/// Opens the session stream with literal bytes and checks the literal SERVER_SETUP.
+async fn handshake(conn: &Connection) -> (SendStream, RecvStream) {
+    let (mut send, mut recv) = timeout("open", conn.open_bi()).await.unwrap();
+    send.write_all(CLIENT_SETUP).await.unwrap();
+    let mut got = Vec::new();
+    while got.len() < SERVER_SETUP.len() {
+        let chunk = timeout("setup", recv.read_chunk(64))
+            .await
+            .unwrap()
+            .unwrap();
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, SERVER_SETUP);
+    (send, recv)
+}
+
+/// Sends `bytes` on a new bidi stream and returns how the server answered.
+async fn request(conn: &Connection, bytes: &[u8]) -> Result<Vec<u8>, Error> {
+    let (mut send, mut recv) = timeout("open", conn.open_bi()).await?;
+    send.write_chunk(Bytes::copy_from_slice(bytes)).await?;
+    read_all(&mut recv).await
+}
+
+#[tokio::test]
+async fn bad_streams_are_reset_and_the_session_lives() {
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let (_endpoint, addr, accepted) = serve();
+        let (_client, conn) = common::connect_raw(scheme, addr).await;
+        let _session_stream = handshake(&conn).await;
+        let server = timeout("accept", accepted).await.unwrap().unwrap();
+
+        // An unknown bidi stream type: reset with Decode (spec §5).
+        assert!(
+            matches!(request(&conn, &[0x3f]).await, Err(Error::Decode(_))),
+            "{scheme}"
+        );
+        // Invalid UTF-8 in a path.
+        let bad_utf8 = [
+            0x02, 0x00, 0x01, 0x02, 0xff, 0xfe, 0x80, 0x01, 0x00, 0x00, 0x00,
+        ];
+        assert!(
+            matches!(request(&conn, &bad_utf8).await, Err(Error::Decode(_))),
+            "{scheme}"
+        );
+        // A message over the size cap is refused without buffering it all.
+        let mut huge = vec![0x02, 0x00, 0x01, 0x80, 0x10, 0x00, 0x00];
+        huge.resize(huge.len() + 70_000, b'a');
+        assert!(
+            matches!(request(&conn, &huge).await, Err(Error::Decode(_))),
+            "{scheme}"
+        );
+        // A second session stream.
+        assert_eq!(
+            request(&conn, CLIENT_SETUP).await.err(),
+            Some(Error::UnexpectedStream),
+            "{scheme}"
+        );
+        // An unknown uni stream type is stopped with Decode.
+        let mut uni = conn.open_uni().await.unwrap();
+        uni.write_all(&[0x05]).await.unwrap();
+        let stopped = timeout("stopped", uni.stopped()).await.unwrap();
+        assert_eq!(stopped, Some(5), "{scheme}");
+
+        // The session still answers: NotFound for a track nobody publishes.
+        assert_eq!(
+            request(&conn, SUBSCRIBE_CLOCK).await.err(),
+            Some(Error::NotFound),
+            "{scheme}"
+        );
+        drop(server);
+    }
+}
+
+#[tokio::test]
+async fn a_client_without_our_version_is_refused_with_version() {
+    for scheme in SCHEMES {
+        let (_endpoint, addr, accepted) = serve();
+        let (_client, conn) = common::connect_raw(scheme, addr).await;
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        // CLIENT_SETUP offering only 0xff0bad03.
+        send.write_all(&[
+            0x00, 0x01, 0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x03, 0x00,
+        ])
+        .await
+        .unwrap();
+        assert_eq!(
+            timeout("accept", accepted).await.unwrap().err(),
+            Some(Error::Version)
+        );
+        let reply = read_all(&mut recv).await;
+        assert!(reply.is_err(), "{scheme}: {reply:?}");
+        let closed = timeout("close", conn.closed()).await;
+        assert_eq!(closed, Error::Version, "{scheme}");
+    }
+}
+
+#[tokio::test]
+async fn first_stream_must_be_the_session_stream() {
+    for scheme in SCHEMES {
+        let (_endpoint, addr, accepted) = serve();
+        let (_client, conn) = common::connect_raw(scheme, addr).await;
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(SUBSCRIBE_CLOCK).await.unwrap();
+        assert_eq!(
+            timeout("accept", accepted).await.unwrap().err(),
+            Some(Error::UnexpectedStream),
+            "{scheme}"
+        );
+    }
+}
+
+#[tokio::test]
+async fn a_group_for_an_unknown_subscription_is_stopped_with_cancel() {
+    for scheme in SCHEMES {
+        let (_endpoint, addr, accepted) = serve();
+        let (_client, conn) = common::connect_raw(scheme, addr).await;
+        let _session_stream = handshake(&conn).await;
+        let _server = timeout("accept", accepted).await.unwrap().unwrap();
+        // Spec §14.14: a group stream for subscribe id 0, which the server never made.
+        let mut uni = conn.open_uni().await.unwrap();
+        uni.write_all(&[0x00, 0x00, 0x07, 0x06, b'h', b'e', b'l', b'l', b'o', b' '])
+            .await
+            .unwrap();
+        let stopped = timeout("stopped", uni.stopped()).await.unwrap();
+        assert_eq!(stopped, Some(0), "{scheme}");
+    }
+}
