@@ -129,8 +129,10 @@ async fn shutdown_signal() -> &'static str {
 /// The forwarding state shared by all sessions.
 #[derive(Clone)]
 struct Relay {
-    /// Paths announced by the relay's clients.
-    origins: Origins,
+    /// Paths announced by this relay's own clients.
+    locals: Origins,
+    /// Paths learned from other relays (clustering); offered to clients, never re-advertised.
+    remotes: Origins,
     linger: Duration,
     next_session: Arc<AtomicU64>,
 }
@@ -138,7 +140,8 @@ struct Relay {
 impl Relay {
     fn new(linger: Duration) -> Self {
         Self {
-            origins: Origins::new(),
+            locals: Origins::new(),
+            remotes: Origins::new(),
             linger,
             next_session: Arc::default(),
         }
@@ -160,18 +163,27 @@ impl Relay {
         }
     }
 
+    /// Serves one client: it sees every local and remote path, its subscriptions are routed
+    /// to local origins first, and what it publishes becomes a local origin.
     async fn serve(self, incoming: Incoming) -> Result<(), moq_transfork::Error> {
         let conn = incoming.accept().await?;
+        let router = {
+            let (locals, remotes) = (self.locals.clone(), self.remotes.clone());
+            move |track: &moq_transfork::Track| match locals.route(track) {
+                Err(moq_transfork::Error::NotFound) => remotes.route(track),
+                routed => routed,
+            }
+        };
         let options = SessionOptions {
-            announce: vec![self.origins.announced()],
-            router: Some(Arc::new(self.origins.clone())),
+            announce: vec![self.locals.announced(), self.remotes.announced()],
+            router: Some(Arc::new(router)),
             linger: self.linger,
             ..Default::default()
         };
         let session = Session::accept_with(conn, options).await?;
         tracing::info!(transport = %session.transport(), "session started");
         // Learn what the client publishes; this ends when the session does.
-        self.origins.serve(&session, Path::new()).await;
+        self.locals.serve(&session, Path::new()).await;
         let reason = session.closed().await;
         tracing::info!(%reason, "session ended");
         Ok(())
