@@ -326,3 +326,34 @@ async fn fetch_and_info_of_cached_groups() {
         assert_eq!(missing.err(), Some(Error::NotFound), "{scheme}");
     }
 }
+
+#[tokio::test]
+async fn expired_groups_are_not_sent() {
+    use std::time::Duration;
+    const EXPIRES: Duration = Duration::from_millis(100);
+    for scheme in SCHEMES {
+        let pair = Pair::new(scheme).await;
+        let (producer, consumer) = Track::new(path(&["expiring"]))
+            .with_group_expires(EXPIRES)
+            .produce();
+        pair.server.publish(consumer).unwrap();
+        let mut stale = producer.append_group().unwrap();
+        stale.write_frame(Bytes::from_static(b"stale"));
+        stale.finish();
+        // Time passing is the point of this test: the group must outlive its expiry.
+        tokio::time::sleep(EXPIRES * 2).await;
+
+        let mut track = pair.client.subscribe(Track::new(path(&["expiring"])));
+        let mut fresh = producer.append_group().unwrap();
+        fresh.write_frame(Bytes::from_static(b"fresh"));
+        let mut group = timeout("fresh group", track.next_group())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(group.sequence(), 1, "{scheme}: the expired group was sent");
+        assert_eq!(
+            timeout("frame", group.read_frame()).await.unwrap().unwrap(),
+            "fresh"
+        );
+    }
+}

@@ -173,3 +173,90 @@ async fn a_group_for_an_unknown_subscription_is_stopped_with_cancel() {
         assert_eq!(stopped, Some(0), "{scheme}");
     }
 }
+
+/// Reads a subscribe stream message by message.
+struct MessageReader {
+    recv: RecvStream,
+    buf: Vec<u8>,
+}
+
+impl MessageReader {
+    async fn next<T: moq_transfork::Decode>(&mut self) -> T {
+        loop {
+            let mut cursor = &self.buf[..];
+            match T::decode(&mut cursor) {
+                Ok(msg) => {
+                    let used = self.buf.len() - cursor.len();
+                    self.buf.drain(..used);
+                    return msg;
+                }
+                Err(moq_transfork::DecodeError::Short) => {}
+                Err(err) => panic!("bad message: {err}"),
+            }
+            let chunk = self.recv.read_chunk(usize::MAX).await.unwrap();
+            self.buf
+                .extend_from_slice(&chunk.expect("subscribe stream ended"));
+        }
+    }
+}
+
+#[tokio::test]
+async fn a_subscriber_that_stops_reading_gets_old_groups_dropped() {
+    use moq_transfork::message::{GroupDrop, Info};
+    use moq_transfork::model::Track;
+    use moq_transfork::Path;
+
+    // Larger than a stream's receive window, so each unread group stalls its stream.
+    const GROUP_SIZE: usize = 2 << 20;
+    const MAX_GROUPS: u64 = 200;
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let (_endpoint, addr, accepted) = serve();
+        let (_client, conn) = common::connect_raw(scheme, addr).await;
+        let _session_stream = handshake(&conn).await;
+        let server = timeout("accept", accepted).await.unwrap().unwrap();
+        let (producer, consumer) = Track::new(Path::from_iter(["clock"])).produce();
+        server.publish(consumer).unwrap();
+
+        // Subscribe, then never accept a single group stream.
+        let (mut send, recv) = conn.open_bi().await.unwrap();
+        send.write_all(SUBSCRIBE_CLOCK).await.unwrap();
+        let mut reader = MessageReader {
+            recv,
+            buf: Vec::new(),
+        };
+        let info: Info = timeout("info", reader.next()).await;
+        assert_eq!(info.group_order, moq_transfork::GroupOrder::Descending);
+
+        // A live publisher: a new group every 20 ms until the publisher gives up on the oldest
+        // and says so with GROUP_DROP (spec §6.6) instead of queueing without bound.
+        let payload = Bytes::from(vec![7u8; GROUP_SIZE]);
+        let mut pacing = tokio::time::interval(std::time::Duration::from_millis(20));
+        let drop: GroupDrop = timeout("group drop", async {
+            let next_drop = reader.next::<GroupDrop>();
+            tokio::pin!(next_drop);
+            for _ in 0..MAX_GROUPS {
+                let mut group = producer.append_group().unwrap();
+                group.write_frame(payload.clone());
+                tokio::select! {
+                    drop = &mut next_drop => return drop,
+                    _ = pacing.tick() => {}
+                }
+            }
+            panic!("no GROUP_DROP after {MAX_GROUPS} unread groups");
+        })
+        .await;
+        assert!(
+            producer.latest().unwrap() > drop.sequence,
+            "{scheme}: {drop:?}"
+        );
+        assert_eq!(drop.code, Error::Cancel.code(), "{scheme}");
+        // The stalled subscriber holds at most the in-flight window of groups, whatever the
+        // publisher sends: the track's cache stays bounded too.
+        assert!(producer.cached_groups() <= 8, "{scheme}");
+        drop_guard(server);
+    }
+}
+
+/// Keeps a value alive until the end of a test iteration.
+fn drop_guard<T>(_value: T) {}

@@ -9,6 +9,7 @@ mod priority;
 mod publisher;
 mod stream;
 mod subscriber;
+mod subscription;
 
 use std::sync::Arc;
 use std::time::Duration;

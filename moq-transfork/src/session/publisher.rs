@@ -1,32 +1,23 @@
 //! The publisher half of a session: answers the peer's announce, subscribe, fetch and info
 //! requests (spec §5.2–§5.5) and sends group streams (spec §5.6).
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
-use std::time::Duration;
 
 use futures::FutureExt;
-use tokio::task::{AbortHandle, JoinSet};
-use tokio::time::Instant;
 
 use super::priority::stream_priority;
 use super::stream::{Reader, Writer};
+use super::subscription::Subscription;
 use super::{Router, SessionOptions};
 use crate::message::{
-    Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, GroupDrop, GroupHeader, Info,
-    InfoRequest, Subscribe, SubscribeUpdate, UniStream,
+    Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, Info, InfoRequest, Subscribe,
 };
-use crate::model::{
-    Announced, AnnouncedConsumer, AnnouncedProducer, GroupConsumer, Track, TrackConsumer,
-};
+use crate::model::{Announced, AnnouncedConsumer, AnnouncedProducer, Track, TrackConsumer};
 use crate::transport::Connection;
 use crate::{Error, GroupOrder, Path};
-
-/// How long a finished subscription waits for its last group streams to be acknowledged
-/// before it FINs the subscribe stream, so the subscriber sees every group before the end.
-const FINAL_ACK_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// The publisher half; cheap to clone.
 #[derive(Clone)]
@@ -235,16 +226,12 @@ impl Publisher {
             .into_iter()
             .filter(|d| !d.is_zero())
             .min();
-        let serving = Subscription {
-            conn: self.inner.conn.clone(),
-            id: subscribe.id,
-            priority: subscribe.priority,
-            order: subscribe.group_order,
+        let serving = Subscription::new(
+            self.inner.conn.clone(),
+            &subscribe,
             expires,
-            max_inflight: self.inner.max_inflight_groups,
-            inflight: VecDeque::new(),
-            tasks: JoinSet::new(),
-        };
+            self.inner.max_inflight_groups,
+        );
         serving.run(track, writer, reader).await
     }
 
@@ -327,203 +314,4 @@ async fn next_events(sources: &mut Vec<AnnouncedConsumer>) -> Vec<Announced> {
         }
     })
     .await
-}
-
-/// One group in flight to the subscriber.
-struct InFlight {
-    sequence: u64,
-    created: Instant,
-    abort: AbortHandle,
-}
-
-/// The serving side of one subscription.
-struct Subscription {
-    conn: Connection,
-    id: u64,
-    priority: i8,
-    order: GroupOrder,
-    expires: Option<Duration>,
-    max_inflight: usize,
-    /// Oldest first.
-    inflight: VecDeque<InFlight>,
-    tasks: JoinSet<(u64, Result<(), Error>)>,
-}
-
-impl Subscription {
-    async fn run(
-        mut self,
-        mut track: TrackConsumer,
-        writer: &mut Writer,
-        reader: &mut Reader,
-    ) -> Result<(), Error> {
-        let mut track_done = false;
-        loop {
-            if track_done && self.inflight.is_empty() {
-                // Spec §7.3: the track can no longer be served, so the subscription ends.
-                return writer.finish();
-            }
-            let next_expiry = self
-                .expires
-                .and_then(|expires| self.inflight.front().map(|g| g.created + expires));
-
-            tokio::select! {
-                res = track.next_group(), if !track_done => match res? {
-                    Some(group) => self.start_group(group, writer).await?,
-                    None => track_done = true,
-                },
-                Some(res) = self.tasks.join_next() => {
-                    let (sequence, result) = match res {
-                        Ok(done) => done,
-                        Err(_cancelled) => continue,
-                    };
-                    let Some(pos) = self.inflight.iter().position(|g| g.sequence == sequence) else {
-                        continue;
-                    };
-                    self.inflight.remove(pos);
-                    if let Err(err) = result {
-                        writer.encode(&GroupDrop { sequence, count: 0, code: err.code() }).await?;
-                    }
-                },
-                res = reader.decode_maybe::<SubscribeUpdate>() => match res? {
-                    // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
-                    Some(update) => tracing::debug!(?update, "subscribe update ignored"),
-                    None => {
-                        // The subscriber's FIN cancels the subscription (spec §5.3).
-                        self.tasks.abort_all();
-                        return writer.finish();
-                    }
-                },
-                () = sleep_until(next_expiry), if next_expiry.is_some() => {
-                    self.drop_expired(writer).await?;
-                },
-            }
-        }
-    }
-
-    fn is_expired(&self, created: Instant) -> bool {
-        self.expires
-            .is_some_and(|expires| created.elapsed() > expires)
-    }
-
-    /// Starts sending `group`, first making room by dropping the oldest in-flight group.
-    async fn start_group(
-        &mut self,
-        group: GroupConsumer,
-        writer: &mut Writer,
-    ) -> Result<(), Error> {
-        let sequence = group.sequence();
-        if self.is_expired(group.created()) {
-            return writer
-                .encode(&GroupDrop {
-                    sequence,
-                    count: 0,
-                    code: Error::Cancel.code(),
-                })
-                .await;
-        }
-        while self.inflight.len() >= self.max_inflight {
-            let Some(oldest) = self.inflight.pop_front() else {
-                break;
-            };
-            // The subscriber is behind: the oldest group goes so the newest can start.
-            oldest.abort.abort();
-            tracing::debug!(
-                sequence = oldest.sequence,
-                "subscriber behind, group dropped"
-            );
-            writer
-                .encode(&GroupDrop {
-                    sequence: oldest.sequence,
-                    count: 0,
-                    code: Error::Cancel.code(),
-                })
-                .await?;
-        }
-
-        let created = group.created();
-        let conn = self.conn.clone();
-        let priority = stream_priority(self.priority, self.order, sequence);
-        let id = self.id;
-        let abort = self
-            .tasks
-            .spawn(async move { (sequence, send_group(conn, id, priority, group).await) });
-        self.inflight.push_back(InFlight {
-            sequence,
-            created,
-            abort,
-        });
-        Ok(())
-    }
-
-    async fn drop_expired(&mut self, writer: &mut Writer) -> Result<(), Error> {
-        while let Some(front) = self.inflight.front() {
-            if !self.is_expired(front.created) {
-                break;
-            }
-            let Some(expired) = self.inflight.pop_front() else {
-                break;
-            };
-            expired.abort.abort();
-            writer
-                .encode(&GroupDrop {
-                    sequence: expired.sequence,
-                    count: 0,
-                    code: Error::Cancel.code(),
-                })
-                .await?;
-        }
-        Ok(())
-    }
-}
-
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        // Aborted group tasks drop their writers, which reset the streams.
-        self.tasks.abort_all();
-    }
-}
-
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// Sends one group on a uni stream of its own (spec §5.6).
-async fn send_group(
-    conn: Connection,
-    subscribe: u64,
-    priority: i32,
-    mut group: GroupConsumer,
-) -> Result<(), Error> {
-    let mut writer = Writer::new(conn.open_uni().await?);
-    writer.set_priority(priority);
-    let result = async {
-        let header = GroupHeader {
-            subscribe,
-            sequence: group.sequence(),
-        };
-        writer.encode2(&UniStream::Group, &header).await?;
-        while let Some(mut frame) = group.next_frame().await? {
-            writer.encode(&FrameHeader { size: frame.size() }).await?;
-            while let Some(chunk) = frame.read().await? {
-                writer.write_chunk(chunk).await?;
-            }
-        }
-        writer.finish()
-    }
-    .await;
-    match result {
-        Ok(()) => {
-            // Wait until the peer has the whole group (bounded), so a FIN of the subscribe
-            // stream that follows cannot overtake it.
-            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, writer.stopped()).await;
-            Ok(())
-        }
-        Err(err) => {
-            writer.reset(&err);
-            Err(err)
-        }
-    }
 }

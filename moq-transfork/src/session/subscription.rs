@@ -1,0 +1,308 @@
+//! The publisher side of one subscription (spec §5.3): group streams in flight, their
+//! priorities, expiry, and what happens when the subscriber falls behind.
+
+use std::collections::VecDeque;
+use std::time::Duration;
+
+use tokio::sync::{mpsc, oneshot};
+use tokio::task::JoinHandle;
+use tokio::time::Instant;
+
+use super::priority::stream_priority;
+use super::stream::{Reader, Writer};
+use crate::message::{FrameHeader, GroupDrop, GroupHeader, Subscribe, SubscribeUpdate, UniStream};
+use crate::model::{GroupConsumer, TrackConsumer};
+use crate::transport::Connection;
+use crate::{Error, GroupOrder};
+
+/// How long a finished subscription waits for its last group streams to be acknowledged, and
+/// for its pending GROUP_DROPs to be written, before it FINs the subscribe stream.
+const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+
+/// GROUP_DROP messages waiting to be written. A subscriber too slow to take even these only
+/// misses some reports (they are advisory; spec §15.7): the serving loop never waits on them.
+const MAX_PENDING_DROPS: usize = 64;
+
+/// One group in flight to the subscriber.
+struct InFlight {
+    sequence: u64,
+    created: Instant,
+    /// Tells the group's task to reset its stream.
+    cancel: oneshot::Sender<()>,
+    task: JoinHandle<()>,
+}
+
+/// The serving side of one subscription.
+pub(super) struct Subscription {
+    conn: Connection,
+    id: u64,
+    priority: i8,
+    order: GroupOrder,
+    expires: Option<Duration>,
+    max_inflight: usize,
+    /// Oldest first.
+    inflight: VecDeque<InFlight>,
+    /// Tasks of groups completely written, still waiting for the peer's acknowledgement.
+    acking: Vec<JoinHandle<()>>,
+    done_tx: mpsc::UnboundedSender<(u64, Result<(), Error>)>,
+    done_rx: mpsc::UnboundedReceiver<(u64, Result<(), Error>)>,
+}
+
+impl Subscription {
+    pub(super) fn new(
+        conn: Connection,
+        subscribe: &Subscribe,
+        expires: Option<Duration>,
+        max_inflight: usize,
+    ) -> Self {
+        // Completions are bounded by the in-flight window, so the channel needs no bound.
+        let (done_tx, done_rx) = mpsc::unbounded_channel();
+        Self {
+            conn,
+            id: subscribe.id,
+            priority: subscribe.priority,
+            order: subscribe.group_order,
+            expires,
+            max_inflight: max_inflight.max(1),
+            inflight: VecDeque::new(),
+            acking: Vec::new(),
+            done_tx,
+            done_rx,
+        }
+    }
+
+    /// Serves groups until the track ends, the subscriber cancels, or an error; INFO has
+    /// already been written. GROUP_DROPs go out from a writer of their own, so a subscribe
+    /// stream blocked by a stalled peer never stalls the serving.
+    pub(super) async fn run(
+        self,
+        track: TrackConsumer,
+        writer: &mut Writer,
+        reader: &mut Reader,
+    ) -> Result<(), Error> {
+        let (drops_tx, mut drops_rx) = mpsc::channel::<GroupDrop>(MAX_PENDING_DROPS);
+        let mut writing = Box::pin(async {
+            while let Some(drop) = drops_rx.recv().await {
+                writer.encode(&drop).await?;
+            }
+            Ok::<(), Error>(())
+        });
+        let serving = self.serve(track, reader, drops_tx);
+        tokio::pin!(serving);
+
+        let result = tokio::select! {
+            res = &mut serving => res,
+            res = &mut writing => match res {
+                // The report channel closes only once serving is over.
+                Ok(()) => serving.await,
+                Err(err) => Err(err),
+            },
+        };
+        if result.is_ok() {
+            // Let the last reports out, within bounds, before the FIN.
+            let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut writing).await;
+        }
+        drop(writing);
+        result.and_then(|()| writer.finish())
+    }
+
+    async fn serve(
+        mut self,
+        mut track: TrackConsumer,
+        reader: &mut Reader,
+        drops: mpsc::Sender<GroupDrop>,
+    ) -> Result<(), Error> {
+        let mut track_done = false;
+        let result = loop {
+            if track_done && self.inflight.is_empty() {
+                // Spec §7.3: the track can no longer be served, so the subscription ends.
+                break Ok(());
+            }
+            let next_expiry = self
+                .expires
+                .and_then(|expires| self.inflight.front().map(|g| g.created + expires));
+
+            tokio::select! {
+                res = track.next_group(), if !track_done => match res {
+                    Ok(Some(group)) => self.start_group(group, &drops).await,
+                    Ok(None) => track_done = true,
+                    Err(err) => break Err(err),
+                },
+                Some((sequence, result)) = self.done_rx.recv() => {
+                    if let Some(pos) = self.inflight.iter().position(|g| g.sequence == sequence) {
+                        if let Some(group) = self.inflight.remove(pos) {
+                            self.acking.push(group.task);
+                        }
+                        if let Err(err) = result {
+                            report(&drops, sequence, &err);
+                        }
+                    }
+                },
+                res = reader.decode_maybe::<SubscribeUpdate>() => match res {
+                    // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
+                    Ok(Some(update)) => tracing::debug!(?update, "subscribe update ignored"),
+                    // The subscriber's FIN cancels the subscription (spec §5.3).
+                    Ok(None) => break Ok(()),
+                    Err(err) => break Err(err),
+                },
+                () = sleep_until(next_expiry), if next_expiry.is_some() => {
+                    self.drop_expired(&drops).await;
+                },
+            }
+        };
+        if result.is_ok() && track_done {
+            // The FIN of the subscribe stream must not overtake the last groups.
+            let acking = futures::future::join_all(self.acking.drain(..));
+            let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, acking).await;
+        }
+        // Whatever is still in flight is reset (by dropping `self`).
+        result
+    }
+
+    fn is_expired(&self, created: Instant) -> bool {
+        self.expires
+            .is_some_and(|expires| created.elapsed() > expires)
+    }
+
+    /// Starts sending `group`, first making room by dropping the oldest in-flight group.
+    async fn start_group(&mut self, group: GroupConsumer, drops: &mpsc::Sender<GroupDrop>) {
+        let sequence = group.sequence();
+        if self.is_expired(group.created()) {
+            report(drops, sequence, &Error::Cancel);
+            return;
+        }
+        while self.inflight.len() >= self.max_inflight {
+            let Some(oldest) = self.inflight.pop_front() else {
+                break;
+            };
+            // The subscriber is behind: the oldest group goes so the newest can start.
+            let dropped = oldest.sequence;
+            tracing::debug!(sequence = dropped, "subscriber behind, group dropped");
+            cancel(oldest).await;
+            report(drops, dropped, &Error::Cancel);
+        }
+
+        self.acking.retain(|task| !task.is_finished());
+        let (cancel_tx, cancel_rx) = oneshot::channel();
+        let conn = self.conn.clone();
+        let priority = stream_priority(self.priority, self.order, sequence);
+        let (id, done) = (self.id, self.done_tx.clone());
+        let created = group.created();
+        let task = tokio::spawn(send_group(conn, id, priority, group, cancel_rx, done));
+        self.inflight.push_back(InFlight {
+            sequence,
+            created,
+            cancel: cancel_tx,
+            task,
+        });
+    }
+
+    async fn drop_expired(&mut self, drops: &mpsc::Sender<GroupDrop>) {
+        while let Some(front) = self.inflight.front() {
+            if !self.is_expired(front.created) {
+                break;
+            }
+            let Some(expired) = self.inflight.pop_front() else {
+                break;
+            };
+            let sequence = expired.sequence;
+            cancel(expired).await;
+            report(drops, sequence, &Error::Cancel);
+        }
+    }
+}
+
+impl Drop for Subscription {
+    fn drop(&mut self) {
+        // Each task resets its stream when its cancel sender goes.
+        self.inflight.clear();
+    }
+}
+
+/// Resets an in-flight group's stream and waits until it is done, so the space it held in the
+/// connection's send window is free before anything else is written.
+async fn cancel(group: InFlight) {
+    let _ = group.cancel.send(());
+    let _ = group.task.await;
+}
+
+/// Queues a GROUP_DROP for `sequence`, unless the subscriber is too far behind to take it.
+fn report(drops: &mpsc::Sender<GroupDrop>, sequence: u64, err: &Error) {
+    let drop = GroupDrop {
+        sequence,
+        count: 0,
+        code: err.code(),
+    };
+    if drops.try_send(drop).is_err() {
+        tracing::debug!(sequence, "group drop not reported: subscriber not reading");
+    }
+}
+
+async fn sleep_until(deadline: Option<Instant>) {
+    match deadline {
+        Some(deadline) => tokio::time::sleep_until(deadline).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Sends one group on a uni stream of its own (spec §5.6) and reports the outcome on `done`
+/// as soon as it is written; then waits (bounded) for the peer to acknowledge it. A cancel,
+/// or dropping the cancel sender, resets the stream.
+async fn send_group(
+    conn: Connection,
+    subscribe: u64,
+    priority: i32,
+    group: GroupConsumer,
+    cancel: oneshot::Receiver<()>,
+    done: mpsc::UnboundedSender<(u64, Result<(), Error>)>,
+) {
+    let sequence = group.sequence();
+    let written = tokio::select! {
+        biased;
+        _ = cancel => Err(Error::Cancel),
+        res = write_group(&conn, subscribe, priority, group) => res,
+    };
+    match written {
+        Ok(mut writer) => {
+            let _ = done.send((sequence, Ok(())));
+            let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, writer.stopped()).await;
+        }
+        Err(err) => {
+            let _ = done.send((sequence, Err(err)));
+        }
+    }
+}
+
+/// Writes the group header and every frame, then FIN. A writer dropped early resets the
+/// stream; on error the stream is reset with the error's code.
+async fn write_group(
+    conn: &Connection,
+    subscribe: u64,
+    priority: i32,
+    mut group: GroupConsumer,
+) -> Result<Writer, Error> {
+    let mut writer = Writer::new(conn.open_uni().await?);
+    writer.set_priority(priority);
+    let result = async {
+        let header = GroupHeader {
+            subscribe,
+            sequence: group.sequence(),
+        };
+        writer.encode2(&UniStream::Group, &header).await?;
+        while let Some(mut frame) = group.next_frame().await? {
+            writer.encode(&FrameHeader { size: frame.size() }).await?;
+            while let Some(chunk) = frame.read().await? {
+                writer.write_chunk(chunk).await?;
+            }
+        }
+        writer.finish()
+    }
+    .await;
+    match result {
+        Ok(()) => Ok(writer),
+        Err(err) => {
+            writer.reset(&err);
+            Err(err)
+        }
+    }
+}
