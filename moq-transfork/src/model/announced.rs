@@ -38,6 +38,8 @@ struct State {
     next_id: u64,
     producers: usize,
     closed: bool,
+    /// Tasks waiting in [`AnnouncedProducer::unused`].
+    unused_wakers: Vec<Waker>,
 }
 
 /// What one consumer still has to hear about.
@@ -170,6 +172,31 @@ impl AnnouncedProducer {
         self.subscribe_prefix(Path::new())
     }
 
+    /// The number of live consumers.
+    pub fn consumer_count(&self) -> usize {
+        lock(&self.state).consumers.len()
+    }
+
+    /// Resolves once no consumer remains: at once if there is none, otherwise when the last
+    /// one is dropped. A session uses it to end an announce stream nobody follows any more.
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn unused(&self) {
+        poll_fn(|cx| {
+            let mut state = lock(&self.state);
+            if state.consumers.is_empty() {
+                return Poll::Ready(());
+            }
+            if !state.unused_wakers.iter().any(|w| w.will_wake(cx.waker())) {
+                state.unused_wakers.push(cx.waker().clone());
+            }
+            Poll::Pending
+        })
+        .await
+    }
+
     /// A consumer of the paths that start with `prefix` (whole parts).
     pub fn subscribe_prefix(&self, prefix: Path) -> AnnouncedConsumer {
         let mut state = lock(&self.state);
@@ -300,6 +327,15 @@ impl AnnouncedConsumer {
 
 impl Drop for AnnouncedConsumer {
     fn drop(&mut self) {
-        lock(&self.state).consumers.remove(&self.id);
+        let wakers = {
+            let mut state = lock(&self.state);
+            state.consumers.remove(&self.id);
+            if state.consumers.is_empty() {
+                std::mem::take(&mut state.unused_wakers)
+            } else {
+                Vec::new()
+            }
+        };
+        wake(wakers);
     }
 }

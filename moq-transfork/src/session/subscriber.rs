@@ -359,7 +359,19 @@ async fn announced_stream(
             },
         )
         .await?;
-    while let Some(announce) = reader.decode_maybe::<Announce>().await? {
+    loop {
+        let announce = tokio::select! {
+            res = reader.decode_maybe::<Announce>() => match res? {
+                Some(announce) => announce,
+                None => break,
+            },
+            () = producer.unused() => {
+                // Nobody follows these announcements any more: end the stream (spec §7.3).
+                writer.finish()?;
+                reader.stop(&Error::Cancel);
+                return Ok(());
+            }
+        };
         match announce {
             Announce::Active { suffix } => {
                 // Spec §5.2: `active` for a path already active is Duplicate.

@@ -141,3 +141,25 @@ fn pending_consumer_is_woken_by_a_matching_change_only() {
     producer.announce(path(&["a", "x"]));
     assert_eq!(counter.count(), 1);
 }
+
+#[test]
+fn unused_resolves_when_the_last_consumer_goes() {
+    use futures::FutureExt;
+    let producer = AnnouncedProducer::new();
+    assert!(
+        producer.unused().now_or_never().is_some(),
+        "no consumer yet"
+    );
+    let first = producer.subscribe();
+    let second = producer.subscribe_prefix(path(&["a"]));
+    let mut unused = Box::pin(producer.unused());
+    assert!(unused.as_mut().now_or_never().is_none());
+    drop(first);
+    assert!(
+        unused.as_mut().now_or_never().is_none(),
+        "one consumer left"
+    );
+    assert_eq!(producer.consumer_count(), 1);
+    drop(second);
+    assert!(unused.as_mut().now_or_never().is_some());
+}
