@@ -25,7 +25,7 @@ impl Cluster {
                     self.members().root_lost();
                     tracing::info!("cluster: root link lost: {reason}");
                 }
-                Err(err) => tracing::debug!("cluster: cannot reach the root {root}: {err}"),
+                Err(err) => tracing::warn!("cluster: cannot reach the root {root}: {err}"),
             }
             tokio::time::sleep(backoff.next_delay()).await;
         }
@@ -123,7 +123,7 @@ pub(crate) async fn run_peer_link(
                 let reason = session.closed().await;
                 tracing::info!("cluster: link to member {name} ended: {reason}");
             }
-            Err(err) => tracing::debug!("cluster: cannot reach member {name}: {err}"),
+            Err(err) => tracing::info!("cluster: cannot reach member {name}: {err}"),
         }
         if *stop.borrow() || !cluster.members().keep(&name, generation) {
             return;
