@@ -64,20 +64,11 @@ impl Cluster {
                     None => break,
                 }
             }
-            let lost = matches!(batch.last(), Some(None));
-            for event in batch.into_iter().flatten() {
-                match event {
-                    Announced::Active(path) => {
-                        if let Some(name) = member_name(&path) {
-                            self.member_up(name);
-                        }
-                    }
-                    Announced::Ended(path) if !lost => {
-                        if let Some(name) = member_name(&path) {
-                            self.member_down(name);
-                        }
-                    }
-                    Announced::Ended(_) => {}
+            let (changes, lost) = member_changes(batch);
+            for change in changes {
+                match change {
+                    Change::Joined(name) => self.member_up(&name),
+                    Change::Left(name) => self.member_down(&name),
                 }
             }
             if lost {
@@ -85,6 +76,32 @@ impl Cluster {
             }
         }
     }
+}
+
+/// A change in the membership, as the root announced it.
+#[derive(Debug, PartialEq, Eq)]
+enum Change {
+    Joined(String),
+    Left(String),
+}
+
+/// The membership changes of a batch of discovery events taken together, and whether the
+/// batch ends the stream (its last event is `None`). The `Ended`s of such a batch report the
+/// lost stream, not departures, and are dropped. Paths that name no member are ignored.
+fn member_changes(batch: Vec<Option<Announced>>) -> (Vec<Change>, bool) {
+    let lost = matches!(batch.last(), Some(None));
+    let changes = batch
+        .into_iter()
+        .flatten()
+        .filter_map(|event| match event {
+            Announced::Active(path) => member_name(&path).map(|name| Change::Joined(name.into())),
+            Announced::Ended(path) if !lost => {
+                member_name(&path).map(|name| Change::Left(name.into()))
+            }
+            Announced::Ended(_) => None,
+        })
+        .collect();
+    (changes, lost)
 }
 
 /// Keeps a peer link to the member `name` (link generation `generation`): dials it, registers
@@ -132,5 +149,43 @@ pub(crate) async fn run_peer_link(
             () = tokio::time::sleep(backoff.next_delay()) => {}
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn active(name: &str) -> Option<Announced> {
+        Some(Announced::Active(origin_path(name)))
+    }
+
+    fn ended(name: &str) -> Option<Announced> {
+        Some(Announced::Ended(origin_path(name)))
+    }
+
+    #[test]
+    fn departures_in_order_while_the_stream_lives() {
+        let (changes, lost) = member_changes(vec![ended("a:1"), active("b:1")]);
+        assert!(!lost);
+        assert_eq!(
+            changes,
+            [Change::Left("a:1".into()), Change::Joined("b:1".into())]
+        );
+    }
+
+    #[test]
+    fn ends_reported_with_the_end_of_the_stream_are_not_departures() {
+        let (changes, lost) = member_changes(vec![active("c:1"), ended("a:1"), ended("b:1"), None]);
+        assert!(lost);
+        assert_eq!(changes, [Change::Joined("c:1".into())]);
+    }
+
+    #[test]
+    fn paths_that_name_no_member_are_ignored() {
+        let other = Some(Announced::Active(Path::from_iter(["internal", "origins"])));
+        let (changes, lost) = member_changes(vec![other]);
+        assert!(!lost);
+        assert!(changes.is_empty());
     }
 }
