@@ -92,9 +92,6 @@ impl Args {
                 self.tls_key.len()
             );
         }
-        if self.cluster_root.is_some() || self.cluster_node.is_some() {
-            anyhow::bail!("clustering (--cluster-root/--cluster-node) is not available yet");
-        }
         Ok(())
     }
 

@@ -4,6 +4,9 @@
 //! one UDP port. Every path a client announces is offered to every other client; a subscription
 //! is routed to the session that announced the path, and however many subscribers a track has,
 //! the relay holds one upstream subscription for it.
+//!
+//! With `--cluster-root`/`--cluster-node` it joins a cluster of relays (the `moq-cluster`
+//! crate, docs/clustering.md): clients reach every broadcast of the cluster through it.
 
 mod args;
 mod http;
@@ -15,6 +18,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use moq_cluster::{Cluster, ClusterConfig, LinkKind};
 use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
 use moq_transfork::{Origins, Path, Session, SessionOptions};
 use tracing::Instrument;
@@ -71,6 +75,19 @@ async fn run(args: Args) -> anyhow::Result<()> {
     print_banner(addr, &fingerprint, http.is_some());
 
     let relay = Relay::new(args.linger());
+    let cluster = Cluster::new(ClusterConfig {
+        root: args.cluster_root.clone(),
+        node: args.cluster_node.clone(),
+        endpoint: endpoint.clone(),
+        locals: relay.locals.clone(),
+        remotes: relay.remotes.clone(),
+        session: relay.options(),
+    })?;
+    let discovery = tokio::spawn({
+        let cluster = cluster.clone();
+        async move { cluster.run().await }
+    });
+    let relay = relay.with_cluster(cluster);
     tokio::select! {
         () = relay.accept_all(&endpoint) => {},
         signal = shutdown_signal() => {
@@ -81,6 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     // Stop accepting, close every session with a clean code, wait briefly for the closes.
     endpoint.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle()).await;
+    discovery.abort();
     if let Some(http) = http {
         http.abort();
     }
@@ -135,6 +153,8 @@ struct Relay {
     remotes: Origins,
     linger: Duration,
     next_session: Arc<AtomicU64>,
+    /// Serves the links other relays of the cluster open to this one.
+    cluster: Option<Cluster>,
 }
 
 impl Relay {
@@ -144,6 +164,22 @@ impl Relay {
             remotes: Origins::new(),
             linger,
             next_session: Arc::default(),
+            cluster: None,
+        }
+    }
+
+    fn with_cluster(self, cluster: Cluster) -> Self {
+        Self {
+            cluster: Some(cluster),
+            ..self
+        }
+    }
+
+    /// Session options shared by client sessions and cluster links.
+    fn options(&self) -> SessionOptions {
+        SessionOptions {
+            linger: self.linger,
+            ..Default::default()
         }
     }
 
@@ -164,9 +200,13 @@ impl Relay {
     }
 
     /// Serves one client: it sees every local and remote path, its subscriptions are routed
-    /// to local origins first, and what it publishes becomes a local origin.
+    /// to local origins first, and what it publishes becomes a local origin. Links from other
+    /// relays of the cluster go to the cluster instead.
     async fn serve(self, incoming: Incoming) -> Result<(), moq_transfork::Error> {
         let conn = incoming.accept().await?;
+        if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
+            return cluster.serve(kind, conn).await;
+        }
         let router = {
             let (locals, remotes) = (self.locals.clone(), self.remotes.clone());
             move |track: &moq_transfork::Track| match locals.route(track) {
@@ -177,8 +217,7 @@ impl Relay {
         let options = SessionOptions {
             announce: vec![self.locals.announced(), self.remotes.announced()],
             router: Some(Arc::new(router)),
-            linger: self.linger,
-            ..Default::default()
+            ..self.options()
         };
         let session = Session::accept_with(conn, options).await?;
         tracing::info!(transport = %session.transport(), "session started");

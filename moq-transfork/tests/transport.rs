@@ -519,3 +519,60 @@ async fn ipv6_wildcard_also_accepts_ipv4() -> Result<()> {
     let (conn, accepted) = tokio::join!(t(client.connect(&url)), accept(&server));
     echo(&conn?, &accepted?).await
 }
+
+#[tokio::test]
+async fn server_sees_the_webtransport_url_and_raw_quic_has_none() -> Result<()> {
+    let tls = self_signed();
+    let client = client_endpoint(localhost(0), pinned(&tls))?;
+    let server = server_endpoint(localhost(0), tls)?;
+    let port = server.local_addr()?.port();
+
+    let url: Url = format!("https://localhost:{port}/cluster/peer").parse()?;
+    let (ours, theirs) = tokio::join!(t(client.connect(&url)), accept(&server));
+    let (_ours, theirs) = (ours?, theirs?);
+    assert_eq!(theirs.url().map(Url::path), Some("/cluster/peer"));
+
+    let url: Url = format!("moqf://localhost:{port}/cluster/peer").parse()?;
+    let (ours, theirs) = tokio::join!(t(client.connect(&url)), accept(&server));
+    let (ours, theirs) = (ours?, theirs?);
+    assert_eq!(theirs.url(), None);
+    assert_eq!(ours.url(), None);
+    Ok(())
+}
+
+#[tokio::test]
+async fn dial_timeouts_detect_a_silent_peer_sooner() -> Result<()> {
+    // The server runs on a runtime of its own, shut down below without closing anything: from
+    // then on it is silent, like a killed process.
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let tls = self_signed();
+    let pin = pinned(&tls);
+    let (server, port) = runtime
+        .spawn(async move {
+            let server = server_endpoint(localhost(0), tls)?;
+            let port = server.local_addr()?.port();
+            Ok::<_, anyhow::Error>((server, port))
+        })
+        .await??;
+    let accepting = runtime.spawn(async move { accept(&server).await.map(|conn| (server, conn)) });
+
+    let client = client_endpoint(localhost(0), pin)?
+        .with_dial_timeouts(Duration::from_secs(1), Duration::from_millis(200));
+    let url: Url = format!("moqf://localhost:{port}").parse()?;
+    let conn = t(client.connect(&url)).await?;
+    let _server_side = accepting.await??;
+
+    runtime.shutdown_background();
+    let started = std::time::Instant::now();
+    t(conn.closed()).await;
+    // The default idle timeout (10 s, spec §2.3) would take far longer.
+    assert!(
+        started.elapsed() < Duration::from_secs(4),
+        "{:?}",
+        started.elapsed()
+    );
+    Ok(())
+}

@@ -74,6 +74,18 @@ impl Connection {
         }
     }
 
+    /// The URL of the WebTransport CONNECT request that opened this connection (its
+    /// `:authority` and `:path`, spec §2.2), or `None` on raw QUIC, which has no URL.
+    ///
+    /// A server can use the path to tell kinds of peers apart, as a relay does for its
+    /// cluster links.
+    pub fn url(&self) -> Option<&url::Url> {
+        match &self.inner {
+            Inner::Quic(_) => None,
+            Inner::WebTransport(session) => session.request().map(|request| &request.url),
+        }
+    }
+
     /// The peer's UDP address (it can change if the peer migrates).
     pub fn remote_address(&self) -> SocketAddr {
         self.quinn().remote_address()
