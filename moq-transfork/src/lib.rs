@@ -25,7 +25,7 @@ pub use error::{from_wire, to_wire, Error};
 pub use model::{
     Announced, AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, FrameConsumer,
     FrameProducer, GroupConsumer, GroupOrder, GroupProducer, Path, Track, TrackConsumer,
-    TrackProducer,
+    TrackHandle, TrackProducer,
 };
 pub use origins::Origins;
 pub use session::{Router, Session, SessionOptions};

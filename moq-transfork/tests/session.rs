@@ -357,3 +357,27 @@ async fn expired_groups_are_not_sent() {
         );
     }
 }
+
+#[tokio::test]
+async fn a_publisher_learns_when_nobody_subscribes() {
+    for scheme in SCHEMES {
+        let pair = Pair::new(scheme).await;
+        let (producer, consumer) = Track::new(path(&["watched"])).produce();
+        pair.server.publish(consumer).unwrap();
+        // Publishing alone keeps no consumer.
+        timeout("unused before any subscriber", producer.unused()).await;
+
+        let mut track = pair.client.subscribe(Track::new(path(&["watched"])));
+        let mut group = producer.append_group().unwrap();
+        group.write_frame(Bytes::from_static(b"x"));
+        timeout("group", track.next_group()).await.unwrap().unwrap();
+        assert_eq!(
+            producer.consumer_count(),
+            1,
+            "{scheme}: one subscription served"
+        );
+
+        drop(track);
+        timeout("unused after the last subscriber", producer.unused()).await;
+    }
+}

@@ -21,7 +21,7 @@ pub use frame::{FrameConsumer, FrameProducer};
 pub use group::{GroupConsumer, GroupProducer};
 pub use order::GroupOrder;
 pub use path::Path;
-pub use track::{Track, TrackConsumer, TrackProducer, MAX_SEQUENCE};
+pub use track::{Track, TrackConsumer, TrackHandle, TrackProducer, MAX_SEQUENCE};
 
 #[cfg(test)]
 mod tests;

@@ -445,9 +445,7 @@ impl TrackConsumer {
 
     /// The cached group `sequence`, read from frame 0, if it is cached and not expired.
     pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
-        let mut state = lock(&self.shared.state);
-        state.cache.evict_expired_now();
-        state.cache.get(sequence).cloned().map(GroupConsumer::new)
+        self.shared.get_group(sequence)
     }
 
     /// The highest sequence created so far.
@@ -462,7 +460,66 @@ impl TrackConsumer {
     ///
     /// Cancel safe.
     pub async fn closed(&self) -> Result<(), Error> {
-        let mut waiter = Waiter::new(&self.shared.state, closed_waiters);
+        self.shared.closed().await
+    }
+
+    /// A handle on this track that does not count as a consumer (see [`TrackHandle`]).
+    pub fn handle(&self) -> TrackHandle {
+        TrackHandle {
+            shared: self.shared.clone(),
+        }
+    }
+}
+
+/// A handle on a track that does not count as a consumer: it makes consumers on demand, and
+/// sees the track's description, cache and end, without keeping
+/// [`TrackProducer::unused`] from resolving. A session holds published tracks this way, so a
+/// publisher learns when no subscriber is left.
+#[derive(Clone, Debug)]
+pub struct TrackHandle {
+    shared: Arc<TrackShared>,
+}
+
+impl TrackHandle {
+    /// The track's name and preferences.
+    pub fn info(&self) -> &Track {
+        &self.shared.info
+    }
+
+    /// A new consumer, which starts at the latest group.
+    pub fn subscribe(&self) -> TrackConsumer {
+        TrackConsumer::start(&self.shared)
+    }
+
+    /// A cached group, from frame 0; see [`TrackConsumer::get_group`].
+    pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
+        self.shared.get_group(sequence)
+    }
+
+    /// The highest sequence created so far.
+    pub fn latest(&self) -> Option<u64> {
+        lock(&self.shared.state).latest
+    }
+
+    /// Waits until the track ends; see [`TrackConsumer::closed`].
+    ///
+    /// # Cancel safety
+    ///
+    /// Cancel safe.
+    pub async fn closed(&self) -> Result<(), Error> {
+        self.shared.closed().await
+    }
+}
+
+impl TrackShared {
+    fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
+        let mut state = lock(&self.state);
+        state.cache.evict_expired_now();
+        state.cache.get(sequence).cloned().map(GroupConsumer::new)
+    }
+
+    async fn closed(&self) -> Result<(), Error> {
+        let mut waiter = Waiter::new(&self.state, closed_waiters);
         poll_fn(|cx| waiter.poll(cx, |state| state.status.clone())).await
     }
 }

@@ -242,6 +242,10 @@ impl Session {
     /// Offers a track to the peer: it is announced to every announce request that matches its
     /// path, and served to subscribers by exact path, until the track ends.
     ///
+    /// The session keeps only a [`TrackHandle`](crate::model::TrackHandle), which does not
+    /// count as a consumer: [`TrackProducer::unused`](crate::model::TrackProducer::unused)
+    /// resolves whenever no subscriber is being served, so a publisher can pause its encoder.
+    ///
     /// # Errors
     /// [`Error::Duplicate`] if a live track with the same path is already published here.
     pub fn publish(&self, track: TrackConsumer) -> Result<(), Error> {

@@ -15,7 +15,9 @@ use super::{Router, SessionOptions};
 use crate::message::{
     Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, Info, InfoRequest, Subscribe,
 };
-use crate::model::{Announced, AnnouncedConsumer, AnnouncedProducer, Track, TrackConsumer};
+use crate::model::{
+    Announced, AnnouncedConsumer, AnnouncedProducer, Track, TrackConsumer, TrackHandle,
+};
 use crate::transport::Connection;
 use crate::{Error, GroupOrder, Path};
 
@@ -28,7 +30,8 @@ pub(super) struct Publisher {
 struct PublisherInner {
     conn: Connection,
     /// Tracks published on this session, by exact path, with the id of the publish call.
-    tracks: Mutex<HashMap<Path, (u64, TrackConsumer)>>,
+    /// Handles do not count as consumers, so a publisher sees when nobody subscribes.
+    tracks: Mutex<HashMap<Path, (u64, TrackHandle)>>,
     next_publish: std::sync::atomic::AtomicU64,
     /// Announcements of the tracks above.
     local: AnnouncedProducer,
@@ -61,7 +64,7 @@ impl Publisher {
         }
     }
 
-    fn tracks(&self) -> MutexGuard<'_, HashMap<Path, (u64, TrackConsumer)>> {
+    fn tracks(&self) -> MutexGuard<'_, HashMap<Path, (u64, TrackHandle)>> {
         self.inner
             .tracks
             .lock()
@@ -70,6 +73,7 @@ impl Publisher {
 
     /// Publishes `track` until it ends or the session does (spec §7.1).
     pub(super) fn publish(&self, track: TrackConsumer) -> Result<(), Error> {
+        let track = track.handle();
         let path = track.info().path.clone();
         let id = self
             .inner
