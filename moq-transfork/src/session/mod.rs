@@ -115,7 +115,7 @@ impl Session {
         let opener = conn.clone();
         let setup = async move {
             let (send, recv) = opener.open_bi().await?;
-            let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+            let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
             let client = ClientSetup {
                 versions: Versions(vec![Version::FORK_02]),
                 extensions: Extensions::default(),
@@ -152,7 +152,7 @@ impl Session {
         let acceptor = conn.clone();
         let setup = async move {
             let (send, recv) = acceptor.accept_bi().await?;
-            let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+            let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
             let result = async {
                 match reader.decode::<BiStream>().await? {
                     BiStream::Session => {}
@@ -335,7 +335,7 @@ async fn run(
                 Ok((send, recv)) => {
                     let publisher = publisher.clone();
                     tokio::spawn(
-                        async move { publisher.serve(Writer::new(send), Reader::new(recv)).await }
+                        async move { publisher.serve(Writer::control(send), Reader::new(recv)).await }
                             .in_current_span(),
                     );
                 }

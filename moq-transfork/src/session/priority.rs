@@ -2,6 +2,10 @@
 
 use crate::GroupOrder;
 
+/// The send priority of control streams (session, announce, subscribe, info): above every
+/// group stream, so a few bytes of INFO, ANNOUNCE or GROUP_DROP never wait behind media.
+pub(crate) const CONTROL_PRIORITY: i32 = i32::MAX;
+
 /// Bits of the group sequence that order streams within one track priority.
 const SEQUENCE_BITS: u32 = 23;
 
@@ -37,6 +41,12 @@ mod tests {
         let old = stream_priority(0, GroupOrder::Ascending, 10);
         let new = stream_priority(0, GroupOrder::Ascending, 11);
         assert!(old > new);
+    }
+
+    #[test]
+    fn control_streams_go_before_every_group() {
+        assert!(CONTROL_PRIORITY > stream_priority(i8::MAX, GroupOrder::Descending, u64::MAX));
+        assert!(CONTROL_PRIORITY > stream_priority(i8::MAX, GroupOrder::Ascending, 0));
     }
 
     #[test]

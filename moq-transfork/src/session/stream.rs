@@ -3,6 +3,7 @@
 
 use bytes::{Bytes, BytesMut};
 
+use super::priority::CONTROL_PRIORITY;
 use crate::coding::{limits, Decode, DecodeError, Encode};
 use crate::transport::{RecvStream, SendStream};
 use crate::Error;
@@ -131,6 +132,13 @@ impl Writer {
             scratch: BytesMut::new(),
             done: false,
         }
+    }
+
+    /// A writer for a control stream, sent before any group stream.
+    pub(crate) fn control(stream: SendStream) -> Self {
+        let mut writer = Self::new(stream);
+        writer.set_priority(CONTROL_PRIORITY);
+        writer
     }
 
     /// Encodes `msg` and writes it.

@@ -161,7 +161,7 @@ impl Subscriber {
         stream: &mut Option<(Writer, Reader)>,
     ) -> Result<Ended, Error> {
         let (send, recv) = self.inner.conn.open_bi().await?;
-        let (writer, reader) = stream.insert((Writer::new(send), Reader::new(recv)));
+        let (writer, reader) = stream.insert((Writer::control(send), Reader::new(recv)));
         let subscribe = Subscribe {
             id,
             path: track.path.clone(),
@@ -278,7 +278,7 @@ impl Subscriber {
 
     pub(super) async fn info(&self, path: Path) -> Result<Info, Error> {
         let (send, recv) = self.inner.conn.open_bi().await?;
-        let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+        let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
         writer
             .encode2(&BiStream::Info, &InfoRequest { path })
             .await?;
@@ -309,7 +309,7 @@ impl Subscriber {
             };
             let result = async {
                 let (send, recv) = conn.open_bi().await?;
-                let (mut writer, mut reader) = (Writer::new(send), Reader::new(recv));
+                let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
                 writer.encode2(&BiStream::Fetch, &request).await?;
                 writer.finish()?;
                 let result = read_frames(&mut reader, &mut group, max_frame_size).await;
@@ -350,7 +350,7 @@ async fn announced_stream(
     stream: &mut Option<(Writer, Reader)>,
 ) -> Result<(), Error> {
     let (send, recv) = conn.open_bi().await?;
-    let (writer, reader) = stream.insert((Writer::new(send), Reader::new(recv)));
+    let (writer, reader) = stream.insert((Writer::control(send), Reader::new(recv)));
     writer
         .encode2(
             &BiStream::Announce,

@@ -4,7 +4,7 @@
 use std::collections::VecDeque;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot};
+use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
@@ -22,6 +22,11 @@ const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 /// GROUP_DROP messages waiting to be written. A subscriber too slow to take even these only
 /// misses some reports (they are advisory; spec §15.7): the serving loop never waits on them.
 const MAX_PENDING_DROPS: usize = 64;
+
+/// How long a new group waits for queued GROUP_DROPs to be written first. Without it the new
+/// group's data takes the connection's send window that the dropped group just freed, and the
+/// reports of a stalled subscriber would never leave.
+const REPORT_FLUSH_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// One group in flight to the subscriber.
 struct InFlight {
@@ -81,13 +86,20 @@ impl Subscription {
         reader: &mut Reader,
     ) -> Result<(), Error> {
         let (drops_tx, mut drops_rx) = mpsc::channel::<GroupDrop>(MAX_PENDING_DROPS);
+        let (written_tx, written_rx) = watch::channel(0u64);
         let mut writing = Box::pin(async {
             while let Some(drop) = drops_rx.recv().await {
                 writer.encode(&drop).await?;
+                written_tx.send_modify(|written| *written += 1);
             }
             Ok::<(), Error>(())
         });
-        let serving = self.serve(track, reader, drops_tx);
+        let reports = DropReports {
+            tx: drops_tx,
+            queued: 0,
+            written: written_rx,
+        };
+        let serving = self.serve(track, reader, reports);
         tokio::pin!(serving);
 
         let result = tokio::select! {
@@ -110,7 +122,7 @@ impl Subscription {
         mut self,
         mut track: TrackConsumer,
         reader: &mut Reader,
-        drops: mpsc::Sender<GroupDrop>,
+        mut drops: DropReports,
     ) -> Result<(), Error> {
         let mut track_done = false;
         let result = loop {
@@ -124,7 +136,7 @@ impl Subscription {
 
             tokio::select! {
                 res = track.next_group(), if !track_done => match res {
-                    Ok(Some(group)) => self.start_group(group, &drops).await,
+                    Ok(Some(group)) => self.start_group(group, &mut drops).await,
                     Ok(None) => track_done = true,
                     Err(err) => break Err(err),
                 },
@@ -134,7 +146,7 @@ impl Subscription {
                             self.acking.push(group.task);
                         }
                         if let Err(err) = result {
-                            report(&drops, sequence, &err);
+                            drops.report(sequence, &err);
                         }
                     }
                 },
@@ -146,7 +158,7 @@ impl Subscription {
                     Err(err) => break Err(err),
                 },
                 () = sleep_until(next_expiry), if next_expiry.is_some() => {
-                    self.drop_expired(&drops).await;
+                    self.drop_expired(&mut drops).await;
                 },
             }
         };
@@ -165,10 +177,10 @@ impl Subscription {
     }
 
     /// Starts sending `group`, first making room by dropping the oldest in-flight group.
-    async fn start_group(&mut self, group: GroupConsumer, drops: &mpsc::Sender<GroupDrop>) {
+    async fn start_group(&mut self, group: GroupConsumer, drops: &mut DropReports) {
         let sequence = group.sequence();
         if self.is_expired(group.created()) {
-            report(drops, sequence, &Error::Cancel);
+            drops.report(sequence, &Error::Cancel);
             return;
         }
         while self.inflight.len() >= self.max_inflight {
@@ -179,7 +191,8 @@ impl Subscription {
             let dropped = oldest.sequence;
             tracing::debug!(sequence = dropped, "subscriber behind, group dropped");
             cancel(oldest).await;
-            report(drops, dropped, &Error::Cancel);
+            drops.report(dropped, &Error::Cancel);
+            drops.flush().await;
         }
 
         self.acking.retain(|task| !task.is_finished());
@@ -197,7 +210,7 @@ impl Subscription {
         });
     }
 
-    async fn drop_expired(&mut self, drops: &mpsc::Sender<GroupDrop>) {
+    async fn drop_expired(&mut self, drops: &mut DropReports) {
         while let Some(front) = self.inflight.front() {
             if !self.is_expired(front.created) {
                 break;
@@ -207,7 +220,7 @@ impl Subscription {
             };
             let sequence = expired.sequence;
             cancel(expired).await;
-            report(drops, sequence, &Error::Cancel);
+            drops.report(sequence, &Error::Cancel);
         }
     }
 }
@@ -226,15 +239,34 @@ async fn cancel(group: InFlight) {
     let _ = group.task.await;
 }
 
-/// Queues a GROUP_DROP for `sequence`, unless the subscriber is too far behind to take it.
-fn report(drops: &mpsc::Sender<GroupDrop>, sequence: u64, err: &Error) {
-    let drop = GroupDrop {
-        sequence,
-        count: 0,
-        code: err.code(),
-    };
-    if drops.try_send(drop).is_err() {
-        tracing::debug!(sequence, "group drop not reported: subscriber not reading");
+/// GROUP_DROP reports on their way to the subscribe stream's writer.
+struct DropReports {
+    tx: mpsc::Sender<GroupDrop>,
+    /// Reports queued so far.
+    queued: u64,
+    /// Reports written so far, as the writer counts them.
+    written: watch::Receiver<u64>,
+}
+
+impl DropReports {
+    /// Queues a GROUP_DROP for `sequence`, unless the subscriber is too far behind to take it.
+    fn report(&mut self, sequence: u64, err: &Error) {
+        let drop = GroupDrop {
+            sequence,
+            count: 0,
+            code: err.code(),
+        };
+        match self.tx.try_send(drop) {
+            Ok(()) => self.queued += 1,
+            Err(_) => tracing::debug!(sequence, "group drop not reported: subscriber not reading"),
+        }
+    }
+
+    /// Waits (briefly) until every queued report is written.
+    async fn flush(&mut self) {
+        let queued = self.queued;
+        let written = self.written.wait_for(|written| *written >= queued);
+        let _ = tokio::time::timeout(REPORT_FLUSH_TIMEOUT, written).await;
     }
 }
 
