@@ -16,7 +16,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
-use moq_transfork::{Origins, Path, Session, SessionOptions};
+use moq_transfork::{CacheConfig, Origins, Path, Session, SessionOptions};
 use tracing::Instrument;
 
 use args::Args;
@@ -70,7 +70,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
 
     print_banner(addr, &fingerprint, http.is_some());
 
-    let relay = Relay::new(args.linger());
+    let relay = Relay::new(args.linger(), args.cache());
     tokio::select! {
         () = relay.accept_all(&endpoint) => {},
         signal = shutdown_signal() => {
@@ -134,15 +134,18 @@ struct Relay {
     /// Paths learned from other relays (clustering); offered to clients, never re-advertised.
     remotes: Origins,
     linger: Duration,
+    /// The cache of every track the relay subscribes to (one budget for all).
+    cache: CacheConfig,
     next_session: Arc<AtomicU64>,
 }
 
 impl Relay {
-    fn new(linger: Duration) -> Self {
+    fn new(linger: Duration, cache: CacheConfig) -> Self {
         Self {
             locals: Origins::new(),
             remotes: Origins::new(),
             linger,
+            cache,
             next_session: Arc::default(),
         }
     }
@@ -150,7 +153,12 @@ impl Relay {
     async fn accept_all(&self, endpoint: &Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
             let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-            let span = tracing::info_span!("session", id, remote = %incoming.remote_address());
+            let span = tracing::info_span!(
+                "session",
+                id,
+                remote = %incoming.remote_address(),
+                transport = tracing::field::Empty,
+            );
             let relay = self.clone();
             tokio::spawn(
                 async move {
@@ -178,10 +186,12 @@ impl Relay {
             announce: vec![self.locals.announced(), self.remotes.announced()],
             router: Some(Arc::new(router)),
             linger: self.linger,
+            cache: self.cache,
             ..Default::default()
         };
         let session = Session::accept_with(conn, options).await?;
-        tracing::info!(transport = %session.transport(), "session started");
+        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
+        tracing::info!("session started");
         // Learn what the client publishes; this ends when the session does.
         self.locals.serve(&session, Path::new()).await;
         let reason = session.closed().await;
