@@ -244,6 +244,7 @@ impl Publisher {
             max_inflight: self.inner.max_inflight_groups,
             inflight: VecDeque::new(),
             tasks: JoinSet::new(),
+            acks: JoinSet::new(),
         };
         serving.run(track, writer, reader).await
     }
@@ -346,7 +347,11 @@ struct Subscription {
     max_inflight: usize,
     /// Oldest first.
     inflight: VecDeque<InFlight>,
-    tasks: JoinSet<(u64, Result<(), Error>)>,
+    tasks: JoinSet<(u64, Result<Writer, Error>)>,
+    /// Group streams fully written and finished, waiting (bounded) for the peer's
+    /// acknowledgement. They no longer count as in flight: a subscriber that keeps up is
+    /// never dropped because acknowledgements lag behind short groups.
+    acks: JoinSet<()>,
 }
 
 impl Subscription {
@@ -359,7 +364,9 @@ impl Subscription {
         let mut track_done = false;
         loop {
             if track_done && self.inflight.is_empty() {
-                // Spec §7.3: the track can no longer be served, so the subscription ends.
+                // Spec §7.3: the track can no longer be served, so the subscription ends,
+                // once the last groups arrived, so that the FIN cannot overtake them.
+                while self.acks.join_next().await.is_some() {}
                 return writer.finish();
             }
             let next_expiry = self
@@ -380,10 +387,19 @@ impl Subscription {
                         continue;
                     };
                     self.inflight.remove(pos);
-                    if let Err(err) = result {
-                        writer.encode(&GroupDrop { sequence, count: 0, code: err.code() }).await?;
+                    match result {
+                        Ok(mut sent) => {
+                            self.acks.spawn(async move {
+                                let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, sent.stopped()).await;
+                            });
+                        }
+                        Err(err) => {
+                            writer.encode(&GroupDrop { sequence, count: 0, code: err.code() }).await?;
+                        }
                     }
                 },
+                // Forget acknowledged groups.
+                Some(_) = self.acks.join_next() => {},
                 res = reader.decode_maybe::<SubscribeUpdate>() => match res? {
                     // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
                     Some(update) => tracing::debug!(?update, "subscribe update ignored"),
@@ -478,8 +494,10 @@ impl Subscription {
 
 impl Drop for Subscription {
     fn drop(&mut self) {
-        // Aborted group tasks drop their writers, which reset the streams.
+        // Aborted group tasks drop their writers, which reset the streams; finished streams
+        // are left to complete.
         self.tasks.abort_all();
+        self.acks.abort_all();
     }
 }
 
@@ -490,13 +508,13 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Sends one group on a uni stream of its own (spec §5.6).
+/// Sends one group on a uni stream of its own (spec §5.6), returning the finished stream.
 async fn send_group(
     conn: Connection,
     subscribe: u64,
     priority: i32,
     mut group: GroupConsumer,
-) -> Result<(), Error> {
+) -> Result<Writer, Error> {
     let mut writer = Writer::new(conn.open_uni().await?);
     writer.set_priority(priority);
     let result = async {
@@ -515,12 +533,7 @@ async fn send_group(
     }
     .await;
     match result {
-        Ok(()) => {
-            // Wait until the peer has the whole group (bounded), so a FIN of the subscribe
-            // stream that follows cannot overtake it.
-            let _ = tokio::time::timeout(FINAL_ACK_TIMEOUT, writer.stopped()).await;
-            Ok(())
-        }
+        Ok(()) => Ok(writer),
         Err(err) => {
             writer.reset(&err);
             Err(err)
