@@ -326,3 +326,15 @@ async fn fetch_and_info_of_cached_groups() {
         assert_eq!(missing.err(), Some(Error::NotFound), "{scheme}");
     }
 }
+
+#[tokio::test]
+async fn closed_reports_the_peers_reason() {
+    for scheme in SCHEMES {
+        for _ in 0..5 {
+            let pair = Pair::new(scheme).await;
+            pair.server.close(Error::App(7));
+            let reason = timeout("close", pair.client.closed()).await;
+            assert_eq!(reason, Error::App(7), "{scheme}");
+        }
+    }
+}
