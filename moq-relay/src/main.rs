@@ -7,6 +7,7 @@
 
 mod args;
 mod http;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -40,10 +41,6 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     args.check()?;
     let (tls, generated) = if args.tls_cert.is_empty() {
-        tracing::warn!(
-            "no --tls-cert given: using a generated self-signed certificate. \
-             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
-        );
         let hosts = ["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
         (ServerTls::self_signed(&hosts)?, true)
     } else {
@@ -56,7 +53,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         server: Some(tls),
         client: args.client_tls()?,
     })
-    .with_context(|| format!("cannot listen on udp {}", args.bind))?;
+    .context("cannot listen on udp")?;
     let addr = endpoint.local_addr().context("local address")?;
 
     let http = if args.dev || generated {
@@ -68,6 +65,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
+    if generated {
+        tracing::warn!(
+            "no --tls-cert given: using a generated self-signed certificate. \
+             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
+        );
+    }
     print_banner(addr, &fingerprint, http.is_some());
 
     let relay = Relay::new(args.linger(), args.cache());
@@ -79,6 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // Stop accepting, close every session with a clean code, wait briefly for the closes.
+    relay.sessions.close_all(SHUTDOWN_GRACE).await;
     endpoint.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle()).await;
     if let Some(http) = http {
@@ -136,6 +140,8 @@ struct Relay {
     linger: Duration,
     /// The cache of every track the relay subscribes to (one budget for all).
     cache: CacheConfig,
+    /// The live sessions, closed cleanly on shutdown.
+    sessions: sessions::Sessions,
     next_session: Arc<AtomicU64>,
 }
 
@@ -146,6 +152,7 @@ impl Relay {
             remotes: Origins::new(),
             linger,
             cache,
+            sessions: sessions::Sessions::default(),
             next_session: Arc::default(),
         }
     }
@@ -162,7 +169,7 @@ impl Relay {
             let relay = self.clone();
             tokio::spawn(
                 async move {
-                    if let Err(err) = relay.serve(incoming).await {
+                    if let Err(err) = relay.serve(id, incoming).await {
                         tracing::info!(%err, code = err.code(), "session failed");
                     }
                 }
@@ -173,7 +180,7 @@ impl Relay {
 
     /// Serves one client: it sees every local and remote path, its subscriptions are routed
     /// to local origins first, and what it publishes becomes a local origin.
-    async fn serve(self, incoming: Incoming) -> Result<(), moq_transfork::Error> {
+    async fn serve(self, id: u64, incoming: Incoming) -> Result<(), moq_transfork::Error> {
         let conn = incoming.accept().await?;
         let router = {
             let (locals, remotes) = (self.locals.clone(), self.remotes.clone());
@@ -192,6 +199,7 @@ impl Relay {
         let session = Session::accept_with(conn, options).await?;
         tracing::Span::current().record("transport", tracing::field::display(session.transport()));
         tracing::info!("session started");
+        let _registered = self.sessions.register(id, &session);
         // Learn what the client publishes; this ends when the session does.
         self.locals.serve(&session, Path::new()).await;
         let reason = session.closed().await;
