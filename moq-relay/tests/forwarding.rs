@@ -297,3 +297,94 @@ async fn publisher_disconnect_and_reconnect() {
         assert_eq!(publisher.routed(), 1, "{scheme}");
     }
 }
+
+/// Garbage from one client (bad stream types, oversized and malformed messages, bogus group
+/// streams, a connection that never sets up) does not disturb a publisher and a subscriber
+/// on the same relay.
+#[tokio::test]
+async fn garbage_from_one_client_does_not_disturb_the_others() {
+    common::init_tracing();
+    let relay = Relay::start().await;
+    let track = path(&["steady"]);
+    let publisher = Publisher::start(&relay, "moqf", &track).await;
+    let subscriber = relay.session("https").await;
+    wait_announced(&subscriber, &track).await;
+    let mut consumer = subscriber.subscribe(Track::new(track.clone()));
+    let mut group = publisher.producer.append_group().unwrap();
+    group.write_frame(Bytes::from_static(b"before"));
+    let mut received = timeout("group", consumer.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        timeout("frame", received.read_frame())
+            .await
+            .unwrap()
+            .unwrap(),
+        "before"
+    );
+
+    for scheme in SCHEMES {
+        // A first stream that is not a session stream: the relay refuses the connection.
+        let conn = relay.connect(scheme).await;
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        send.write_all(&[0x02, 0xff, 0xff, 0xff]).await.unwrap();
+        timeout("refused", conn.closed()).await;
+
+        // A set-up session that then sends garbage of every kind.
+        let conn = relay.connect(scheme).await;
+        let _session_stream = common::raw_handshake(&conn).await;
+        let garbage: [&[u8]; 5] = [
+            &[0x3f, 0x01, 0x02],                         // unknown bidi stream type
+            &[0x02, 0x00, 0x01, 0x02, 0xff, 0xfe, 0x80], // path that is not UTF-8
+            &[0x01, 0x40, 0x40],                         // prefix with 64 parts, cut short
+            &[
+                0x03, 0x01, 0x06, b's', b't', b'e', b'a', b'd', b'y', 0x80, 0x63, 0x00,
+            ],
+            &[0x04, 0xc0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff],
+        ];
+        for bytes in garbage {
+            let (mut send, _recv) = conn.open_bi().await.unwrap();
+            send.write_all(bytes).await.unwrap();
+            let _ = send.finish();
+        }
+        let mut huge = vec![0x02, 0x00, 0x01, 0x80, 0x10, 0x00, 0x00];
+        huge.resize(huge.len() + 100_000, b'a');
+        let (mut send, _recv) = conn.open_bi().await.unwrap();
+        let _ = send.write_all(&huge).await;
+        // Group streams for subscriptions the relay never made, and an unknown uni type.
+        for bytes in [
+            &[0x00, 0x05, 0x01, 0x03, b'b', b'a', b'd'][..],
+            &[0x07, 0x00],
+        ] {
+            let mut uni = conn.open_uni().await.unwrap();
+            let _ = uni.write_all(bytes).await;
+            let _ = uni.finish();
+        }
+        // A connection that never sends SETUP at all, left open.
+        let _silent = relay.connect(scheme).await;
+
+        // The publisher and the subscriber carry on.
+        let text = format!("after {scheme}");
+        group.write_frame(Bytes::from(text.clone()));
+        let frame = timeout("frame after garbage", received.read_frame())
+            .await
+            .unwrap()
+            .unwrap();
+        assert_eq!(frame, text);
+    }
+    // And new sessions still work.
+    let late = relay.session("moqf").await;
+    let mut late_consumer = late.subscribe(Track::new(track));
+    let mut late_group = timeout("late group", late_consumer.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(
+        timeout("frame", late_group.read_frame())
+            .await
+            .unwrap()
+            .unwrap(),
+        "before"
+    );
+}

@@ -325,3 +325,60 @@ pub async fn expect_announcement(
     })
     .await;
 }
+
+/// A released binary from the reference-peer cache (`scripts/install-reference-peers.sh`):
+/// `$MOQ_REF_DIR/bin`, default `~/.cache/moq-ref/bin`.
+pub fn reference_binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("MOQ_REF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is not set");
+            PathBuf::from(home).join(".cache/moq-ref")
+        });
+    let bin = dir.join("bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `bash scripts/install-reference-peers.sh` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process with its stdout as lines; killed when dropped.
+pub struct Lines {
+    pub child: Child,
+    pub lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Starts `program` with `args`, stdout piped, stderr shown only when RUST_LOG is set.
+pub fn spawn_lines(program: &FsPath, args: &[&str]) -> Lines {
+    let stderr = if std::env::var_os("RUST_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {}: {err}", program.display()));
+    let stdout = child.stdout.take().unwrap();
+    Lines {
+        child,
+        lines: BufReader::new(stdout).lines(),
+    }
+}
+
+/// True for a `YYYY-MM-DD HH:MM:SS` line, as both clocks print.
+pub fn is_clock_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() == 19
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            10 => *b == b' ',
+            13 | 16 => *b == b':',
+            _ => b.is_ascii_digit(),
+        })
+}
