@@ -7,6 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_transfork::transport::ClientTls;
+use moq_transfork::{CacheBudget, CacheConfig};
 
 /// A caching, deduplicating MoqTransfork relay over WebTransport and raw QUIC on one UDP port.
 #[derive(Parser, Debug)]
@@ -54,6 +55,17 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub(crate) linger_ms: u64,
 
+    /// The most frame bytes all track caches together may hold. Each track keeps its latest
+    /// group plus up to --cache-max-groups recent ones; above this relay-wide limit, tracks
+    /// keep only their latest group.
+    #[arg(long, default_value_t = 256 << 20, value_name = "BYTES")]
+    pub(crate) cache_max_bytes: u64,
+
+    /// How many groups each track's cache keeps, its latest included (for late joiners,
+    /// FETCH and slow subscribers).
+    #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
+    pub(crate) cache_max_groups: u64,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -79,6 +91,7 @@ impl Args {
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
         tracing_subscriber::fmt()
             .with_env_filter(filter)
+            .with_ansi(std::io::IsTerminal::is_terminal(&std::io::stderr()))
             .with_writer(std::io::stderr)
             .init();
     }
@@ -108,5 +121,17 @@ impl Args {
 
     pub(crate) fn linger(&self) -> Duration {
         Duration::from_millis(self.linger_ms)
+    }
+
+    /// The cache of every track the relay subscribes to, bounded per track and, through one
+    /// budget created here for the life of the process, relay-wide.
+    pub(crate) fn cache(&self) -> CacheConfig {
+        let budget: &'static CacheBudget =
+            Box::leak(Box::new(CacheBudget::new(self.cache_max_bytes)));
+        CacheConfig {
+            max_groups: usize::try_from(self.cache_max_groups).unwrap_or(usize::MAX),
+            max_bytes: CacheConfig::default().max_bytes.min(self.cache_max_bytes),
+            budget: Some(budget),
+        }
     }
 }

@@ -10,6 +10,7 @@
 
 mod args;
 mod http;
+mod sessions;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -20,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
 use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
-use moq_transfork::{Origins, Path, Session, SessionOptions};
+use moq_transfork::{CacheConfig, Origins, Path, Session, SessionOptions};
 use tracing::Instrument;
 
 use args::Args;
@@ -44,10 +45,6 @@ async fn main() -> std::process::ExitCode {
 async fn run(args: Args) -> anyhow::Result<()> {
     args.check()?;
     let (tls, generated) = if args.tls_cert.is_empty() {
-        tracing::warn!(
-            "no --tls-cert given: using a generated self-signed certificate. \
-             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
-        );
         let hosts = ["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
         (ServerTls::self_signed(&hosts)?, true)
     } else {
@@ -60,7 +57,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         server: Some(tls),
         client: args.client_tls()?,
     })
-    .with_context(|| format!("cannot listen on udp {}", args.bind))?;
+    .context("cannot listen on udp")?;
     let addr = endpoint.local_addr().context("local address")?;
 
     let http = if args.dev || generated {
@@ -72,9 +69,15 @@ async fn run(args: Args) -> anyhow::Result<()> {
         None
     };
 
+    if generated {
+        tracing::warn!(
+            "no --tls-cert given: using a generated self-signed certificate. \
+             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
+        );
+    }
     print_banner(addr, &fingerprint, http.is_some());
 
-    let relay = Relay::new(args.linger());
+    let relay = Relay::new(args.linger(), args.cache());
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -96,6 +99,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
 
     // Stop accepting, close every session with a clean code, wait briefly for the closes.
+    relay.sessions.close_all(SHUTDOWN_GRACE).await;
     endpoint.close();
     let _ = tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle()).await;
     discovery.abort();
@@ -152,17 +156,23 @@ struct Relay {
     /// Paths learned from other relays (clustering); offered to clients, never re-advertised.
     remotes: Origins,
     linger: Duration,
+    /// The cache of every track the relay subscribes to (one budget for all).
+    cache: CacheConfig,
+    /// The live sessions, closed cleanly on shutdown.
+    sessions: sessions::Sessions,
     next_session: Arc<AtomicU64>,
     /// Serves the links other relays of the cluster open to this one.
     cluster: Option<Cluster>,
 }
 
 impl Relay {
-    fn new(linger: Duration) -> Self {
+    fn new(linger: Duration, cache: CacheConfig) -> Self {
         Self {
             locals: Origins::new(),
             remotes: Origins::new(),
             linger,
+            cache,
+            sessions: sessions::Sessions::default(),
             next_session: Arc::default(),
             cluster: None,
         }
@@ -179,6 +189,7 @@ impl Relay {
     fn options(&self) -> SessionOptions {
         SessionOptions {
             linger: self.linger,
+            cache: self.cache,
             ..Default::default()
         }
     }
@@ -186,11 +197,16 @@ impl Relay {
     async fn accept_all(&self, endpoint: &Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
             let id = self.next_session.fetch_add(1, Ordering::Relaxed);
-            let span = tracing::info_span!("session", id, remote = %incoming.remote_address());
+            let span = tracing::info_span!(
+                "session",
+                id,
+                remote = %incoming.remote_address(),
+                transport = tracing::field::Empty,
+            );
             let relay = self.clone();
             tokio::spawn(
                 async move {
-                    if let Err(err) = relay.serve(incoming).await {
+                    if let Err(err) = relay.serve(id, incoming).await {
                         tracing::info!(%err, code = err.code(), "session failed");
                     }
                 }
@@ -202,7 +218,7 @@ impl Relay {
     /// Serves one client: it sees every local and remote path, its subscriptions are routed
     /// to local origins first, and what it publishes becomes a local origin. Links from other
     /// relays of the cluster go to the cluster instead.
-    async fn serve(self, incoming: Incoming) -> Result<(), moq_transfork::Error> {
+    async fn serve(self, id: u64, incoming: Incoming) -> Result<(), moq_transfork::Error> {
         let conn = incoming.accept().await?;
         if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
             return cluster.serve(kind, conn).await;
@@ -220,7 +236,9 @@ impl Relay {
             ..self.options()
         };
         let session = Session::accept_with(conn, options).await?;
-        tracing::info!(transport = %session.transport(), "session started");
+        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
+        tracing::info!("session started");
+        let _registered = self.sessions.register(id, &session);
         // Learn what the client publishes; this ends when the session does.
         self.locals.serve(&session, Path::new()).await;
         let reason = session.closed().await;

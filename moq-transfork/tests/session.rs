@@ -381,3 +381,15 @@ async fn a_publisher_learns_when_nobody_subscribes() {
         timeout("unused after the last subscriber", producer.unused()).await;
     }
 }
+
+#[tokio::test]
+async fn closed_reports_the_peers_reason() {
+    for scheme in SCHEMES {
+        for _ in 0..5 {
+            let pair = Pair::new(scheme).await;
+            pair.server.close(Error::App(7));
+            let reason = timeout("close", pair.client.closed()).await;
+            assert_eq!(reason, Error::App(7), "{scheme}");
+        }
+    }
+}

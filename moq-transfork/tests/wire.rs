@@ -260,3 +260,119 @@ async fn a_subscriber_that_stops_reading_gets_old_groups_dropped() {
 
 /// Keeps a value alive until the end of a test iteration.
 fn drop_guard<T>(_value: T) {}
+
+#[tokio::test]
+async fn a_subscriber_that_keeps_up_gets_no_group_drop() {
+    // One-frame groups, one every 2 ms, over a path with a 60 ms round trip: about 30 groups
+    // are finished but not yet acknowledged at any time, more than `max_inflight_groups` (8).
+    // A group that is fully written no longer counts as in flight, so a subscriber that
+    // reads everything at once is told of no drop.
+    const GROUPS: usize = 100;
+    for scheme in SCHEMES {
+        let (endpoint, addr, accepted) = serve();
+        let proxy = DelayProxy::start(addr, std::time::Duration::from_millis(30)).await;
+        let (_client, conn) = common::connect_raw(scheme, proxy.addr).await;
+        let _session_stream = handshake(&conn).await;
+        let publisher = timeout("accept", accepted).await.unwrap().unwrap();
+        let (producer, consumer) =
+            moq_transfork::Track::new(moq_transfork::Path::from_iter(["clock"])).produce();
+        publisher.publish(consumer).unwrap();
+
+        let (mut send, mut recv) = conn.open_bi().await.unwrap();
+        send.write_all(SUBSCRIBE_CLOCK).await.unwrap();
+        // INFO {prio 0, desc, expires 0, latest 0}, then nothing: every byte that follows on
+        // the subscribe stream would be a GROUP_DROP.
+        let mut bytes = Vec::new();
+        while bytes.len() < 4 {
+            let chunk = timeout("INFO", recv.read_chunk(usize::MAX)).await;
+            bytes.extend_from_slice(&chunk.unwrap().unwrap());
+        }
+        let subscribe_stream = tokio::spawn(async move {
+            while let Ok(Some(chunk)) = recv.read_chunk(usize::MAX).await {
+                bytes.extend_from_slice(&chunk);
+            }
+            bytes
+        });
+        let groups = {
+            let conn = conn.clone();
+            tokio::spawn(async move {
+                let mut readers = tokio::task::JoinSet::new();
+                for _ in 0..GROUPS {
+                    let mut uni = conn.accept_uni().await.unwrap();
+                    readers.spawn(async move { read_all(&mut uni).await.unwrap() });
+                }
+                readers.join_all().await
+            })
+        };
+        let mut interval = tokio::time::interval(std::time::Duration::from_millis(2));
+        for sequence in 0..GROUPS {
+            interval.tick().await;
+            let mut group = producer.create_group(sequence as u64).unwrap();
+            group.write_frame(Bytes::from_static(b"x"));
+            group.finish();
+        }
+        let groups = timeout("every group", groups).await.unwrap();
+        // Each group stream: type 0, subscribe id 0, its sequence, and one 1-byte frame.
+        assert!(
+            groups.iter().all(|g| g.ends_with(&[0x01, b'x'])),
+            "{scheme}"
+        );
+        conn.close(0, "done");
+        let subscribe_stream = timeout("subscribe stream", subscribe_stream).await.unwrap();
+        assert_eq!(
+            subscribe_stream,
+            [0x80, 0x01, 0x00, 0x00],
+            "{scheme}: GROUP_DROP sent"
+        );
+        drop(endpoint);
+    }
+}
+
+/// A UDP forwarder that delays every datagram in both directions, to give loopback a round
+/// trip time. It serves one client.
+struct DelayProxy {
+    addr: std::net::SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl DelayProxy {
+    async fn start(server: std::net::SocketAddr, delay: std::time::Duration) -> Self {
+        use std::sync::Arc;
+        use tokio::net::UdpSocket;
+        let front = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        let back = Arc::new(UdpSocket::bind("127.0.0.1:0").await.unwrap());
+        back.connect(server).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let mut client = None;
+            let (mut up, mut down) = (vec![0u8; 65536], vec![0u8; 65536]);
+            loop {
+                tokio::select! {
+                    Ok((n, from)) = front.recv_from(&mut up) => {
+                        client = Some(from);
+                        let (back, packet) = (back.clone(), up[..n].to_vec());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = back.send(&packet).await;
+                        });
+                    }
+                    Ok(n) = back.recv(&mut down) => {
+                        let Some(client) = client else { continue };
+                        let (front, packet) = (front.clone(), down[..n].to_vec());
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = front.send_to(&packet, client).await;
+                        });
+                    }
+                }
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for DelayProxy {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}

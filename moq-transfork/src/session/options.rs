@@ -38,9 +38,11 @@ pub struct SessionOptions {
     pub router: Option<Arc<dyn Router>>,
     /// The cache window of tracks this session subscribes to.
     pub cache: CacheConfig,
-    /// How many groups of one subscription may be in flight to the peer at once. When a newer
-    /// group arrives beyond this, the oldest in-flight group is dropped (reset, and reported
-    /// with GROUP_DROP), so a peer that stops reading costs bounded memory.
+    /// How many groups of one subscription may be in flight to the peer at once: not yet
+    /// fully written to the transport (finished groups awaiting acknowledgement do not
+    /// count). When a newer group arrives beyond this, the oldest in-flight group is dropped
+    /// (reset, and reported with GROUP_DROP), so a peer that stops reading costs bounded
+    /// memory.
     pub max_inflight_groups: usize,
     /// The largest frame accepted from the peer, in bytes; larger frames reset their group
     /// stream with [`Error::BoundsExceeded`].

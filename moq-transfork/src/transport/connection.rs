@@ -176,7 +176,13 @@ impl Connection {
     /// On raw QUIC the CONNECTION_CLOSE carries the code as is; on WebTransport it is mapped
     /// with [`crate::to_wire`] (and web-transport-quinn first sends a
     /// CLOSE_WEBTRANSPORT_SESSION capsule), as spec §2.4 and §2.2a describe.
+    ///
+    /// Does nothing once the connection has ended: quinn would otherwise replace the peer's
+    /// reason, which [`Connection::closed`] reports, with a local close.
     pub fn close(&self, code: u32, reason: &str) {
+        if self.quinn().close_reason().is_some() {
+            return;
+        }
         match &self.inner {
             Inner::Quic(conn) => conn.close(code.into(), reason.as_bytes()),
             Inner::WebTransport(session) => session.close(code, reason.as_bytes()),

@@ -1,0 +1,384 @@
+//! Shared set-up for the relay's integration tests: the real `moq-relay` binary on loopback,
+//! and clients built on the moq-transfork library.
+#![allow(dead_code, unreachable_pub)]
+
+use std::future::Future;
+use std::net::SocketAddr;
+use std::path::{Path as FsPath, PathBuf};
+use std::process::Stdio;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use bytes::Bytes;
+use moq_transfork::transport::{ClientTls, Connection, Endpoint, EndpointConfig};
+use moq_transfork::{Path, Session, SessionOptions};
+use tokio::io::{AsyncBufReadExt, BufReader};
+use tokio::process::{Child, Command};
+
+/// Every wait in a test is bounded by this.
+pub const TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The two URL schemes, one per transport.
+pub const SCHEMES: [&str; 2] = ["https", "moqf"];
+
+/// Awaits `fut`, failing the test if it takes longer than [`TIMEOUT`].
+pub async fn timeout<F: Future>(what: &str, fut: F) -> F::Output {
+    tokio::time::timeout(TIMEOUT, fut)
+        .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
+}
+
+/// Installs a test tracing subscriber once (RUST_LOG controls it).
+pub fn init_tracing() {
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
+        .with_test_writer()
+        .try_init();
+}
+
+/// A path from its parts.
+pub fn path(parts: &[&str]) -> Path {
+    Path::from_iter(parts.iter().copied())
+}
+
+/// The relay binary under test.
+pub fn relay_binary() -> &'static str {
+    env!("CARGO_BIN_EXE_moq-relay")
+}
+
+/// A client-only endpoint on 127.0.0.1 that accepts any certificate.
+pub fn client() -> Endpoint {
+    client_with(ClientTls::disable_verify())
+}
+
+/// A client-only endpoint on 127.0.0.1 with the given verification.
+pub fn client_with(tls: ClientTls) -> Endpoint {
+    Endpoint::bind(EndpointConfig {
+        bind: "127.0.0.1:0".parse().unwrap(),
+        server: None,
+        client: tls,
+    })
+    .unwrap()
+}
+
+/// A running `moq-relay` on 127.0.0.1, killed when dropped.
+pub struct Relay {
+    pub child: Child,
+    /// Where it listens (UDP, and TCP for HTTP).
+    pub addr: SocketAddr,
+    /// The certificate fingerprint from its banner.
+    pub fingerprint: String,
+    /// The banner lines it printed on stdout.
+    pub banner: Vec<String>,
+    client: Endpoint,
+}
+
+impl Relay {
+    /// Starts the relay on 127.0.0.1 port 0 with a generated certificate and a short linger.
+    pub async fn start() -> Self {
+        Self::start_with(&["--linger-ms", "200"]).await
+    }
+
+    /// Starts the relay with `args` (plus `--bind 127.0.0.1:0` unless given) and waits for its
+    /// banner, which names the address it listens on.
+    pub async fn start_with(args: &[&str]) -> Self {
+        let mut command = Command::new(relay_binary());
+        if !args.contains(&"--bind") {
+            command.args(["--bind", "127.0.0.1:0"]);
+        }
+        command.args(args);
+        // Relay logs go to the test output only when asked for.
+        let stderr = if std::env::var_os("RUST_LOG").is_some() {
+            Stdio::inherit()
+        } else {
+            Stdio::null()
+        };
+        let mut child = command
+            .stdout(Stdio::piped())
+            .stderr(stderr)
+            .kill_on_drop(true)
+            .spawn()
+            .expect("start moq-relay");
+        let mut lines = BufReader::new(child.stdout.take().unwrap()).lines();
+        let mut banner = Vec::new();
+        let mut addr = None;
+        let mut fingerprint = None;
+        timeout("the relay's banner", async {
+            while addr.is_none() || fingerprint.is_none() {
+                let line = lines
+                    .next_line()
+                    .await
+                    .unwrap()
+                    .expect("the relay exited before printing its address");
+                if let Some(rest) = line.split("listening on ").nth(1) {
+                    let text = rest.split_whitespace().next().unwrap();
+                    addr = Some(text.parse::<SocketAddr>().unwrap());
+                }
+                if let Some(rest) = line.split("fingerprint: ").nth(1) {
+                    fingerprint = Some(rest.trim().to_string());
+                }
+                banner.push(line);
+            }
+        })
+        .await;
+        // Keep draining stdout so the relay can never block on a full pipe.
+        tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        Self {
+            child,
+            addr: addr.unwrap(),
+            fingerprint: fingerprint.unwrap(),
+            banner,
+            client: client(),
+        }
+    }
+
+    /// The relay's URL for `scheme`.
+    pub fn url(&self, scheme: &str) -> url::Url {
+        format!("{scheme}://localhost:{}/", self.addr.port())
+            .parse()
+            .unwrap()
+    }
+
+    /// A raw transport connection to the relay.
+    pub async fn connect(&self, scheme: &str) -> Connection {
+        timeout("connect", self.client.connect(&self.url(scheme)))
+            .await
+            .unwrap()
+    }
+
+    /// A session with the relay.
+    pub async fn session(&self, scheme: &str) -> Session {
+        self.session_with(scheme, SessionOptions::default()).await
+    }
+
+    /// A session with the relay, with options (for example a router, to serve tracks).
+    pub async fn session_with(&self, scheme: &str, options: SessionOptions) -> Session {
+        let conn = self.connect(scheme).await;
+        timeout("setup", Session::connect_with(conn, options))
+            .await
+            .unwrap()
+    }
+
+    /// The relay's process id.
+    pub fn pid(&self) -> u32 {
+        self.child.id().expect("relay still running")
+    }
+
+    /// The relay's resident memory in KiB, from /proc (Linux only).
+    pub fn rss_kib(&self) -> Option<u64> {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.pid())).ok()?;
+        status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmRSS:"))
+            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse().ok())
+    }
+
+    /// Sends `signal` (for example "TERM") to the relay.
+    pub fn signal(&self, signal: &str) {
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(self.pid().to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
+    }
+}
+
+/// A scratch directory removed on drop.
+pub struct TempDir(pub PathBuf);
+
+impl TempDir {
+    pub fn new(tag: &str) -> Self {
+        static NEXT: AtomicU64 = AtomicU64::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "moq-relay-test-{tag}-{}-{}",
+            std::process::id(),
+            NEXT.fetch_add(1, Ordering::Relaxed)
+        ));
+        std::fs::create_dir_all(&dir).unwrap();
+        Self(dir)
+    }
+}
+
+impl Drop for TempDir {
+    fn drop(&mut self) {
+        let _ = std::fs::remove_dir_all(&self.0);
+    }
+}
+
+/// A self-signed certificate for `names`, written as `<tag>.crt` and `<tag>.key` into `dir`.
+pub fn write_certificate(dir: &FsPath, tag: &str, names: &[&str]) -> (PathBuf, PathBuf) {
+    let names = names
+        .iter()
+        .map(|name| name.to_string())
+        .collect::<Vec<_>>();
+    let cert = rcgen::generate_simple_self_signed(names).expect("generate certificate");
+    let (cert_path, key_path) = (
+        dir.join(format!("{tag}.crt")),
+        dir.join(format!("{tag}.key")),
+    );
+    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
+    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
+    (cert_path, key_path)
+}
+
+/// CLIENT_SETUP offering 0xff0bad02 on a new session stream (spec §14.1).
+pub const CLIENT_SETUP: &[u8] = &[
+    0x00, 0x01, 0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00,
+];
+/// SERVER_SETUP choosing 0xff0bad02 (spec §14.2).
+pub const SERVER_SETUP: &[u8] = &[0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00];
+
+/// Opens the session stream with literal bytes and checks the literal SERVER_SETUP. The
+/// returned streams keep the session alive.
+pub async fn raw_handshake(
+    conn: &Connection,
+) -> (
+    moq_transfork::transport::SendStream,
+    moq_transfork::transport::RecvStream,
+) {
+    let (mut send, mut recv) = timeout("open", conn.open_bi()).await.unwrap();
+    send.write_chunk(Bytes::from_static(CLIENT_SETUP))
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    while got.len() < SERVER_SETUP.len() {
+        let chunk = timeout("setup", recv.read_chunk(64))
+            .await
+            .unwrap()
+            .unwrap();
+        got.extend_from_slice(&chunk);
+    }
+    assert_eq!(got, SERVER_SETUP);
+    (send, recv)
+}
+
+/// A client that offers one track through a router, counting the subscriptions it serves:
+/// with a relay in between, that count is the number of upstream subscriptions.
+pub struct Publisher {
+    pub session: Session,
+    pub producer: moq_transfork::TrackProducer,
+    routed: std::sync::Arc<AtomicU64>,
+    /// Kept so the announcement stays active.
+    _announced: moq_transfork::AnnouncedProducer,
+}
+
+impl Publisher {
+    /// Connects to `relay` over `scheme` and announces `path`.
+    pub async fn start(relay: &Relay, scheme: &str, path: &Path) -> Self {
+        let (producer, _) = moq_transfork::Track::new(path.clone()).produce();
+        let announced = moq_transfork::AnnouncedProducer::new();
+        announced.announce(path.clone());
+        let routed = std::sync::Arc::new(AtomicU64::new(0));
+        let router = {
+            let (producer, routed, path) = (producer.clone(), routed.clone(), path.clone());
+            move |track: &moq_transfork::Track| {
+                if track.path != path {
+                    return Err(moq_transfork::Error::NotFound);
+                }
+                routed.fetch_add(1, Ordering::SeqCst);
+                Ok(producer.subscribe())
+            }
+        };
+        let options = SessionOptions {
+            announce: vec![announced.clone()],
+            router: Some(std::sync::Arc::new(router)),
+            ..Default::default()
+        };
+        let session = relay.session_with(scheme, options).await;
+        Self {
+            session,
+            producer,
+            routed,
+            _announced: announced,
+        }
+    }
+
+    /// How many subscriptions this publisher has been asked to serve.
+    pub fn routed(&self) -> u64 {
+        self.routed.load(Ordering::SeqCst)
+    }
+}
+
+/// Waits until `session` is told that `path` is active.
+pub async fn wait_announced(session: &Session, path: &Path) {
+    let mut announced = session.announced(Path::new());
+    expect_announcement(
+        &mut announced,
+        moq_transfork::Announced::Active(path.clone()),
+    )
+    .await;
+}
+
+/// Skips announcements until `event` arrives.
+pub async fn expect_announcement(
+    announced: &mut moq_transfork::AnnouncedConsumer,
+    event: moq_transfork::Announced,
+) {
+    timeout("announcement", async {
+        while let Some(next) = announced.next().await {
+            if next == event {
+                return;
+            }
+        }
+        panic!("announcements ended before {event:?}");
+    })
+    .await;
+}
+
+/// A released binary from the reference-peer cache (`scripts/install-reference-peers.sh`):
+/// `$MOQ_REF_DIR/bin`, default `~/.cache/moq-ref/bin`.
+pub fn reference_binary(name: &str) -> PathBuf {
+    let dir = std::env::var_os("MOQ_REF_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            let home = std::env::var_os("HOME").expect("HOME is not set");
+            PathBuf::from(home).join(".cache/moq-ref")
+        });
+    let bin = dir.join("bin").join(name);
+    assert!(
+        bin.exists(),
+        "{} is missing: run `bash scripts/install-reference-peers.sh` first",
+        bin.display()
+    );
+    bin
+}
+
+/// A child process with its stdout as lines; killed when dropped.
+pub struct Lines {
+    pub child: Child,
+    pub lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
+}
+
+/// Starts `program` with `args`, stdout piped, stderr shown only when RUST_LOG is set.
+pub fn spawn_lines(program: &FsPath, args: &[&str]) -> Lines {
+    let stderr = if std::env::var_os("RUST_LOG").is_some() {
+        Stdio::inherit()
+    } else {
+        Stdio::null()
+    };
+    let mut child = Command::new(program)
+        .args(args)
+        .stdout(Stdio::piped())
+        .stderr(stderr)
+        .kill_on_drop(true)
+        .spawn()
+        .unwrap_or_else(|err| panic!("start {}: {err}", program.display()));
+    let stdout = child.stdout.take().unwrap();
+    Lines {
+        child,
+        lines: BufReader::new(stdout).lines(),
+    }
+}
+
+/// True for a `YYYY-MM-DD HH:MM:SS` line, as both clocks print.
+pub fn is_clock_line(line: &str) -> bool {
+    let bytes = line.as_bytes();
+    bytes.len() == 19
+        && bytes.iter().enumerate().all(|(i, b)| match i {
+            4 | 7 => *b == b'-',
+            10 => *b == b' ',
+            13 | 16 => *b == b':',
+            _ => b.is_ascii_digit(),
+        })
+}
