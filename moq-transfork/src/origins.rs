@@ -101,11 +101,16 @@ impl Origins {
 
     /// Subscribes to `track` through the session that serves its path.
     ///
+    /// The upstream subscription is shared by every local subscriber of the path, so it asks
+    /// with neutral preferences (priority 0, descending, no expiry of its own) rather than the
+    /// first subscriber's: each downstream subscription applies its own priority, order and
+    /// expiry when it is served.
+    ///
     /// # Errors
     /// [`Error::NotFound`] when no session offers the path.
     pub fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
         let session = self.origin(&track.path).ok_or(Error::NotFound)?;
-        Ok(session.subscribe(track.clone()))
+        Ok(session.subscribe(Track::new(track.path.clone())))
     }
 
     /// Learns the paths `session` announces under `prefix`, until its announcements end (the

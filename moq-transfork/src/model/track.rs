@@ -260,6 +260,13 @@ impl TrackProducer {
         TrackConsumer::start(&self.shared)
     }
 
+    /// A handle on this track that counts neither as producer nor as consumer.
+    pub fn handle(&self) -> TrackHandle {
+        TrackHandle {
+            shared: self.shared.clone(),
+        }
+    }
+
     /// The highest sequence created so far.
     pub fn latest(&self) -> Option<u64> {
         lock(&self.shared.state).latest
@@ -494,6 +501,12 @@ impl TrackHandle {
     /// A cached group, from frame 0; see [`TrackConsumer::get_group`].
     pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
         self.shared.get_group(sequence)
+    }
+
+    /// True while group `sequence` is in the cache (not evicted nor expired). A group that
+    /// left the cache can reach no new consumer, so whoever is filling it may stop.
+    pub fn is_cached(&self, sequence: u64) -> bool {
+        lock(&self.shared.state).cache.get(sequence).is_some()
     }
 
     /// The highest sequence created so far.

@@ -327,9 +327,11 @@ async fn run(
     let err = loop {
         tokio::select! {
             // Spec §4.4: nothing more is sent on the session stream; FIN ends the session.
+            // A reset of the session stream ends the session with code 4 (spec §4.4), whatever
+            // code the peer reset it with.
             res = session_reader.closed() => break match res {
                 Ok(()) => Error::Cancel,
-                Err(err) => err,
+                Err(err) => Error::Transport(format!("session stream reset: {err}")),
             },
             res = conn.accept_bi() => match res {
                 Ok((send, recv)) => {

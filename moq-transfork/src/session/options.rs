@@ -47,6 +47,10 @@ pub struct SessionOptions {
     /// The largest frame accepted from the peer, in bytes; larger frames reset their group
     /// stream with [`Error::BoundsExceeded`].
     pub max_frame_size: u64,
+    /// The most one group from the peer may hold, in payload bytes plus a small cost per frame;
+    /// a larger group is stopped with [`Error::BoundsExceeded`]. With the track caches' limits
+    /// and the peer's stream limit, it bounds what a peer can make a session buffer.
+    pub max_group_size: u64,
     /// How long an upstream subscription outlives its last consumer, so a viewer that
     /// reconnects at once does not cost a new SUBSCRIBE.
     pub linger: Duration,
@@ -60,6 +64,7 @@ impl Default for SessionOptions {
             cache: CacheConfig::default(),
             max_inflight_groups: 8,
             max_frame_size: 64 << 20,
+            max_group_size: 64 << 20,
             linger: Duration::ZERO,
         }
     }
@@ -73,6 +78,7 @@ impl fmt::Debug for SessionOptions {
             .field("cache", &self.cache)
             .field("max_inflight_groups", &self.max_inflight_groups)
             .field("max_frame_size", &self.max_frame_size)
+            .field("max_group_size", &self.max_group_size)
             .field("linger", &self.linger)
             .finish()
     }

@@ -1,8 +1,9 @@
 //! The publisher half of a session: answers the peer's announce, subscribe, fetch and info
 //! requests (spec §5.2–§5.5) and sends group streams (spec §5.6).
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 use std::fmt;
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::task::Poll;
 
@@ -20,6 +21,32 @@ use crate::model::{
 };
 use crate::transport::Connection;
 use crate::{Error, GroupOrder, Path};
+
+/// The most announce requests one session serves at once; more are reset with
+/// [`Error::ProtocolViolation`].
+const MAX_ANNOUNCE_REQUESTS: usize = 32;
+
+/// One of the [`MAX_ANNOUNCE_REQUESTS`] slots, given back on drop.
+struct AnnounceSlot<'a>(&'a AtomicUsize);
+
+impl<'a> AnnounceSlot<'a> {
+    fn take(count: &'a AtomicUsize) -> Result<Self, Error> {
+        if count.fetch_add(1, Ordering::Relaxed) >= MAX_ANNOUNCE_REQUESTS {
+            count.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::ProtocolViolation);
+        }
+        Ok(Self(count))
+    }
+}
+
+impl Drop for AnnounceSlot<'_> {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+/// The most announcement changes written in one batch.
+const MAX_ANNOUNCE_BATCH: usize = 1024;
 
 /// The publisher half; cheap to clone.
 #[derive(Clone)]
@@ -39,6 +66,8 @@ struct PublisherInner {
     extra: Vec<AnnouncedProducer>,
     router: Option<Arc<dyn Router>>,
     max_inflight_groups: usize,
+    /// Announce requests being served now.
+    announce_requests: AtomicUsize,
 }
 
 impl fmt::Debug for Publisher {
@@ -60,6 +89,7 @@ impl Publisher {
                 extra: options.announce.clone(),
                 router: options.router.clone(),
                 max_inflight_groups: options.max_inflight_groups.max(1),
+                announce_requests: AtomicUsize::new(0),
             }),
         }
     }
@@ -75,10 +105,7 @@ impl Publisher {
     pub(super) fn publish(&self, track: TrackConsumer) -> Result<(), Error> {
         let track = track.handle();
         let path = track.info().path.clone();
-        let id = self
-            .inner
-            .next_publish
-            .fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let id = self.inner.next_publish.fetch_add(1, Ordering::Relaxed);
         {
             let mut tracks = self.tracks();
             if tracks.contains_key(&path) {
@@ -141,6 +168,8 @@ impl Publisher {
     /// every change, until either side ends the stream.
     async fn serve_announce(&self, writer: &mut Writer, reader: &mut Reader) -> Result<(), Error> {
         let AnnouncePlease { prefix } = reader.decode().await?;
+        // Each request follows every matching path; a peer may not multiply that without bound.
+        let _slot = AnnounceSlot::take(&self.inner.announce_requests)?;
         tracing::debug!(%prefix, "announce requested");
 
         let mut sources = vec![self.inner.local.subscribe_prefix(prefix.clone())];
@@ -162,48 +191,14 @@ impl Publisher {
             if sources.is_empty() {
                 return writer.finish();
             }
-            // Gather everything already pending, so one write carries the whole update.
-            while let Some(more) = next_events(&mut sources).now_or_never() {
-                if more.is_empty() {
-                    break;
-                }
-                events.extend(more);
-            }
-
-            let mut ended = Vec::new();
-            let mut active = Vec::new();
-            for event in events {
-                match event {
-                    Announced::Active(path) => {
-                        let count = counts.entry(path.clone()).or_default();
-                        *count += 1;
-                        if *count == 1 {
-                            active.push(path);
-                        }
-                    }
-                    Announced::Ended(path) => {
-                        if let Some(count) = counts.get_mut(&path) {
-                            *count -= 1;
-                            if *count == 0 {
-                                counts.remove(&path);
-                                ended.push(path);
-                            }
-                        }
-                    }
+            // Gather what is already pending (bounded), so one write carries the whole update.
+            while events.len() < MAX_ANNOUNCE_BATCH {
+                match next_events(&mut sources).now_or_never() {
+                    Some(more) if !more.is_empty() => events.extend(more),
+                    _ => break,
                 }
             }
-            // Removals before additions, each in ascending order (spec §5.2).
-            ended.sort();
-            active.sort();
-            let messages: Vec<Announce> = ended
-                .into_iter()
-                .map(|path| Announce::Ended {
-                    suffix: suffix(&path, &prefix),
-                })
-                .chain(active.into_iter().map(|path| Announce::Active {
-                    suffix: suffix(&path, &prefix),
-                }))
-                .collect();
+            let messages = net_changes(&mut counts, events, &prefix);
             if !messages.is_empty() {
                 writer.encode_all(&messages).await?;
             }
@@ -288,6 +283,54 @@ fn info(track: &TrackConsumer) -> Info {
     }
 }
 
+/// Applies a batch of events to the per-path source counts and returns the ANNOUNCEs that
+/// take the peer from the state before the batch to the state after it: removals before
+/// additions, each in ascending order (spec §5.2). A path that appeared and vanished within
+/// the batch is not mentioned; one that vanished and came back is ended and announced again
+/// (a new instance).
+fn net_changes(
+    counts: &mut HashMap<Path, usize>,
+    events: Vec<Announced>,
+    prefix: &Path,
+) -> Vec<Announce> {
+    // For each touched path: was it active before the batch, and did it drop to zero within it.
+    let mut touched: BTreeMap<Path, (bool, bool)> = BTreeMap::new();
+    for event in events {
+        let path = event.path().clone();
+        let before = counts.contains_key(&path);
+        let entry = touched.entry(path.clone()).or_insert((before, false));
+        match event {
+            Announced::Active(_) => *counts.entry(path).or_default() += 1,
+            Announced::Ended(_) => {
+                if let Some(count) = counts.get_mut(&path) {
+                    *count -= 1;
+                    if *count == 0 {
+                        counts.remove(&path);
+                        entry.1 = true;
+                    }
+                }
+            }
+        }
+    }
+    let mut ended = Vec::new();
+    let mut active = Vec::new();
+    for (path, (before, dropped)) in touched {
+        let after = counts.contains_key(&path);
+        if before && (dropped || !after) {
+            ended.push(Announce::Ended {
+                suffix: suffix(&path, prefix),
+            });
+        }
+        if after && (!before || dropped) {
+            active.push(Announce::Active {
+                suffix: suffix(&path, prefix),
+            });
+        }
+    }
+    ended.extend(active);
+    ended
+}
+
 /// The suffix of `path` after `prefix` (every path a prefixed consumer yields has it).
 fn suffix(path: &Path, prefix: &Path) -> Path {
     path.strip_prefix(prefix).unwrap_or_else(|| path.clone())
@@ -318,4 +361,67 @@ async fn next_events(sources: &mut Vec<AnnouncedConsumer>) -> Vec<Announced> {
         }
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn p(name: &str) -> Path {
+        Path::from_iter([name])
+    }
+
+    #[test]
+    fn a_path_that_comes_and_goes_within_a_batch_is_not_mentioned() {
+        let mut counts = HashMap::new();
+        let events = vec![Announced::Active(p("x")), Announced::Ended(p("x"))];
+        assert!(net_changes(&mut counts, events, &Path::new()).is_empty());
+        assert!(counts.is_empty());
+    }
+
+    #[test]
+    fn a_path_that_goes_and_comes_back_is_ended_then_announced() {
+        let mut counts = HashMap::from([(p("x"), 1)]);
+        let events = vec![Announced::Ended(p("x")), Announced::Active(p("x"))];
+        let messages = net_changes(&mut counts, events, &Path::new());
+        assert_eq!(
+            messages,
+            vec![
+                Announce::Ended { suffix: p("x") },
+                Announce::Active { suffix: p("x") }
+            ]
+        );
+    }
+
+    #[test]
+    fn a_path_offered_twice_ends_with_its_last_source() {
+        let mut counts = HashMap::new();
+        let both = vec![Announced::Active(p("x")), Announced::Active(p("x"))];
+        assert_eq!(net_changes(&mut counts, both, &Path::new()).len(), 1);
+        let one = vec![Announced::Ended(p("x"))];
+        assert!(net_changes(&mut counts, one, &Path::new()).is_empty());
+        let last = vec![Announced::Ended(p("x"))];
+        assert_eq!(
+            net_changes(&mut counts, last, &Path::new()),
+            vec![Announce::Ended { suffix: p("x") }]
+        );
+    }
+
+    #[test]
+    fn removals_come_before_additions_in_path_order() {
+        let mut counts = HashMap::from([(p("b"), 1)]);
+        let events = vec![
+            Announced::Active(p("c")),
+            Announced::Active(p("a")),
+            Announced::Ended(p("b")),
+        ];
+        assert_eq!(
+            net_changes(&mut counts, events, &Path::new()),
+            vec![
+                Announce::Ended { suffix: p("b") },
+                Announce::Active { suffix: p("a") },
+                Announce::Active { suffix: p("c") }
+            ]
+        );
+    }
 }

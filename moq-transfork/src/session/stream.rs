@@ -16,15 +16,33 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct Reader {
     stream: RecvStream,
+    /// Bytes of the message being decoded (and whatever followed it in the same chunk).
     pending: Bytes,
+    /// The rest of a chunk that was only partly joined to `pending`; read before the stream.
+    overflow: Bytes,
 }
+
+/// When a message is split across chunks, at least this much of the next chunk is joined to
+/// it (and at most as much as is already pending, so joins grow geometrically): a frame
+/// header split across chunks costs a few bytes of copying, not the payload that follows.
+const MIN_JOIN: usize = 64;
 
 impl Reader {
     pub(crate) fn new(stream: RecvStream) -> Self {
         Self {
             stream,
             pending: Bytes::new(),
+            overflow: Bytes::new(),
         }
+    }
+
+    /// The next bytes: what overflowed from the last chunk, then the stream.
+    async fn next_chunk(&mut self, max: usize) -> Result<Option<Bytes>, Error> {
+        if !self.overflow.is_empty() {
+            let take = max.min(self.overflow.len());
+            return Ok(Some(self.overflow.split_to(take)));
+        }
+        self.stream.read_chunk(max).await
     }
 
     /// Decodes the next message; the stream ending before or inside it is an error.
@@ -59,7 +77,7 @@ impl Reader {
                 }
             }
             let max = limits::MAX_MESSAGE_SIZE - self.pending.len();
-            match self.stream.read_chunk(max).await? {
+            match self.next_chunk(max).await? {
                 Some(chunk) => self.append(chunk),
                 None if self.pending.is_empty() => return Ok(None),
                 None => return Err(DecodeError::UnexpectedEnd.into()),
@@ -67,15 +85,19 @@ impl Reader {
         }
     }
 
-    fn append(&mut self, chunk: Bytes) {
+    fn append(&mut self, mut chunk: Bytes) {
         if self.pending.is_empty() {
             self.pending = chunk;
-        } else {
-            let mut joined = BytesMut::with_capacity(self.pending.len() + chunk.len());
-            joined.extend_from_slice(&self.pending);
-            joined.extend_from_slice(&chunk);
-            self.pending = joined.freeze();
+            return;
         }
+        let take = chunk.len().min(self.pending.len().max(MIN_JOIN));
+        let head = chunk.split_to(take);
+        let mut joined = BytesMut::with_capacity(self.pending.len() + head.len());
+        joined.extend_from_slice(&self.pending);
+        joined.extend_from_slice(&head);
+        self.pending = joined.freeze();
+        // `overflow` is empty here: it is drained before the stream is read.
+        self.overflow = chunk;
     }
 
     /// Reads up to `max` payload bytes: what is buffered first, then straight from the stream.
@@ -88,7 +110,7 @@ impl Reader {
             let take = max.min(self.pending.len());
             return Ok(Some(self.pending.split_to(take)));
         }
-        self.stream.read_chunk(max).await
+        self.next_chunk(max).await
     }
 
     /// Waits for the end of the stream, discarding anything that arrives.
@@ -96,6 +118,7 @@ impl Reader {
     /// Used on streams where the peer has nothing more to say but may still FIN or reset.
     pub(crate) async fn closed(&mut self) -> Result<(), Error> {
         self.pending.clear();
+        self.overflow.clear();
         while self.stream.read_chunk(usize::MAX).await?.is_some() {}
         Ok(())
     }

@@ -14,11 +14,15 @@ use crate::message::{
     InfoRequest, Subscribe, UniStream,
 };
 use crate::model::{
-    AnnouncedConsumer, AnnouncedProducer, CacheConfig, GroupConsumer, GroupProducer, Track,
-    TrackConsumer, TrackProducer,
+    AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, GroupConsumer, GroupProducer,
+    Track, TrackConsumer, TrackProducer,
 };
 use crate::transport::Connection;
 use crate::{Error, Path};
+
+/// The most paths one announce stream may hold active; a peer announcing more has the stream
+/// reset with [`Error::ProtocolViolation`] (and, on a relay, its paths withdrawn).
+const MAX_ANNOUNCED_PATHS: usize = 65_536;
 
 /// How long group streams of a subscription the publisher has ended are still accepted: its
 /// last groups may be processed after the FIN of the subscribe stream.
@@ -34,6 +38,7 @@ struct SubscriberInner {
     conn: Connection,
     cache: CacheConfig,
     max_frame_size: u64,
+    max_group_size: u64,
     linger: Duration,
     next_id: AtomicU64,
     state: Mutex<State>,
@@ -64,6 +69,7 @@ impl Subscriber {
                 conn,
                 cache: options.cache,
                 max_frame_size: options.max_frame_size,
+                max_group_size: options.max_group_size,
                 linger: options.linger,
                 next_id: AtomicU64::new(0),
                 state: Mutex::default(),
@@ -173,9 +179,13 @@ impl Subscriber {
         };
         writer.encode2(&BiStream::Subscribe, &subscribe).await?;
 
+        // One future for the whole subscription, so messages from the publisher do not restart
+        // the linger timer.
+        let unused = self.unused(producer, &track.path, id);
+        tokio::pin!(unused);
         let info = tokio::select! {
             res = reader.decode::<Info>() => res?,
-            () = self.unused(producer, &track.path, id) => return unsubscribe(writer, reader),
+            () = &mut unused => return unsubscribe(writer, reader),
         };
         tracing::debug!(id, ?info, "subscribe info");
         loop {
@@ -188,7 +198,7 @@ impl Subscriber {
                         return Ok(Ended::ByPublisher);
                     }
                 },
-                () = self.unused(producer, &track.path, id) => return unsubscribe(writer, reader),
+                () = &mut unused => return unsubscribe(writer, reader),
             }
         }
     }
@@ -235,18 +245,27 @@ impl Subscriber {
                 tracing::debug!(sequence = header.sequence, %err, "group refused");
                 Error::Cancel
             })?;
-            drop(producer);
-            Ok(group)
+            // Holding the producer would keep the track open; a handle does not.
+            Ok((group, producer.handle()))
         }
         .await;
-        let mut group = match result {
-            Ok(group) => group,
+        let (mut group, track) = match result {
+            Ok(found) => found,
             Err(err) => {
                 reader.stop(&err);
                 return;
             }
         };
-        match read_frames(&mut reader, &mut group, self.inner.max_frame_size).await {
+        let sequence = group.sequence();
+        // A group that left the cache (evicted, expired, or its track closed) can reach no new
+        // consumer: stop reading it rather than buffer bytes nobody accounts for.
+        let limits = GroupLimits {
+            max_frame_size: self.inner.max_frame_size,
+            max_group_size: self.inner.max_group_size,
+            budget: self.inner.cache.budget,
+        };
+        let wanted = || track.is_cached(sequence);
+        match read_frames(&mut reader, &mut group, &limits, wanted).await {
             Ok(()) => group.finish(),
             Err(err) => {
                 reader.stop(&err);
@@ -299,7 +318,8 @@ impl Subscriber {
         let mut group = track.create_group(sequence)?;
         let consumer = group.subscribe();
         let conn = self.inner.conn.clone();
-        let max_frame_size = self.inner.max_frame_size;
+        let (max_frame_size, max_group_size) =
+            (self.inner.max_frame_size, self.inner.max_group_size);
         tokio::spawn(async move {
             let request = Fetch {
                 path,
@@ -312,7 +332,12 @@ impl Subscriber {
                 let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
                 writer.encode2(&BiStream::Fetch, &request).await?;
                 writer.finish()?;
-                let result = read_frames(&mut reader, &mut group, max_frame_size).await;
+                let limits = GroupLimits {
+                    max_frame_size,
+                    max_group_size,
+                    budget: None,
+                };
+                let result = read_frames(&mut reader, &mut group, &limits, || true).await;
                 if let Err(err) = &result {
                     reader.stop(err);
                 }
@@ -359,6 +384,7 @@ async fn announced_stream(
             },
         )
         .await?;
+    let mut active = 0usize;
     loop {
         let announce = tokio::select! {
             res = reader.decode_maybe::<Announce>() => match res? {
@@ -374,15 +400,20 @@ async fn announced_stream(
         };
         match announce {
             Announce::Active { suffix } => {
+                if active >= MAX_ANNOUNCED_PATHS {
+                    return Err(Error::ProtocolViolation);
+                }
                 // Spec §5.2: `active` for a path already active is Duplicate.
                 if !producer.announce(prefix.clone().append(&suffix)) {
                     return Err(Error::Duplicate);
                 }
+                active += 1;
             }
             Announce::Ended { suffix } => {
                 if !producer.unannounce(&prefix.clone().append(&suffix)) {
                     return Err(Error::NotFound);
                 }
+                active -= 1;
             }
             Announce::Live => {}
         }
@@ -391,22 +422,52 @@ async fn announced_stream(
     writer.finish()
 }
 
+/// What one group read from the peer may cost.
+struct GroupLimits {
+    max_frame_size: u64,
+    max_group_size: u64,
+    /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
+    budget: Option<&'static CacheBudget>,
+}
+
+/// What a frame costs beyond its payload (its shared state), so that a flood of empty frames
+/// is bounded like a flood of bytes.
+const FRAME_OVERHEAD: u64 = 64;
+
 /// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
-/// chunks quinn delivers, without copying.
+/// chunks quinn delivers, without copying. Stops with [`Error::Cancel`] when `wanted` says
+/// nobody can read the group any more, and with [`Error::BoundsExceeded`] past a limit.
 async fn read_frames(
     reader: &mut Reader,
     group: &mut GroupProducer,
-    max_frame_size: u64,
+    limits: &GroupLimits,
+    wanted: impl Fn() -> bool,
 ) -> Result<(), Error> {
+    let mut cost = 0u64;
     while let Some(FrameHeader { size }) = reader.decode_maybe().await? {
-        if size > max_frame_size {
+        if !wanted() {
+            return Err(Error::Cancel);
+        }
+        cost = cost.saturating_add(size).saturating_add(FRAME_OVERHEAD);
+        let over_budget = limits
+            .budget
+            .is_some_and(|budget| budget.used() > budget.limit().saturating_mul(2));
+        if size > limits.max_frame_size || cost > limits.max_group_size || over_budget {
             return Err(Error::BoundsExceeded);
         }
         let mut frame = group.create_frame(size);
         let mut remaining = size;
         while remaining > 0 {
             let max = usize::try_from(remaining).unwrap_or(usize::MAX);
-            let chunk = reader.read_chunk(max).await?.ok_or(Error::WrongSize)?;
+            let chunk = match reader.read_chunk(max).await {
+                Ok(Some(chunk)) => chunk,
+                Ok(None) => return Err(Error::WrongSize),
+                Err(err) => {
+                    // Close the frame with the real cause; dropping it would say WrongSize.
+                    frame.close(err.clone());
+                    return Err(err);
+                }
+            };
             remaining -= chunk.len() as u64;
             frame.write(chunk)?;
         }

@@ -110,12 +110,17 @@ impl Subscription {
                 Err(err) => Err(err),
             },
         };
-        if result.is_ok() {
+        let flushed = match result {
             // Let the last reports out, within bounds, before the FIN.
-            let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut writing).await;
-        }
+            Ok(()) => tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut writing)
+                .await
+                .map_err(|_| Error::Transport("subscribe stream blocked".into()))
+                .and_then(|written| written),
+            Err(err) => Err(err),
+        };
+        // A write cut short may have left half a message: then only a reset is correct.
         drop(writing);
-        result.and_then(|()| writer.finish())
+        flushed.and_then(|()| writer.finish())
     }
 
     async fn serve(
@@ -141,14 +146,7 @@ impl Subscription {
                     Err(err) => break Err(err),
                 },
                 Some((sequence, result)) = self.done_rx.recv() => {
-                    if let Some(pos) = self.inflight.iter().position(|g| g.sequence == sequence) {
-                        if let Some(group) = self.inflight.remove(pos) {
-                            self.acking.push(group.task);
-                        }
-                        if let Err(err) = result {
-                            drops.report(sequence, &err);
-                        }
-                    }
+                    self.group_done(sequence, result, &mut drops);
                 },
                 res = reader.decode_maybe::<SubscribeUpdate>() => match res {
                     // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
@@ -171,6 +169,19 @@ impl Subscription {
         result
     }
 
+    /// A group's task finished writing (or failed): it no longer counts as in flight.
+    fn group_done(&mut self, sequence: u64, result: Result<(), Error>, drops: &mut DropReports) {
+        let Some(pos) = self.inflight.iter().position(|g| g.sequence == sequence) else {
+            return;
+        };
+        if let Some(group) = self.inflight.remove(pos) {
+            self.acking.push(group.task);
+        }
+        if let Err(err) = result {
+            drops.report(sequence, &err);
+        }
+    }
+
     fn is_expired(&self, created: Instant) -> bool {
         self.expires
             .is_some_and(|expires| created.elapsed() > expires)
@@ -182,6 +193,10 @@ impl Subscription {
         if self.is_expired(group.created()) {
             drops.report(sequence, &Error::Cancel);
             return;
+        }
+        // Groups that finished writing meanwhile free their slots first.
+        while let Ok((done, result)) = self.done_rx.try_recv() {
+            self.group_done(done, result, drops);
         }
         while self.inflight.len() >= self.max_inflight {
             let Some(oldest) = self.inflight.pop_front() else {
@@ -289,15 +304,20 @@ async fn send_group(
     done: mpsc::UnboundedSender<(u64, Result<(), Error>)>,
 ) {
     let sequence = group.sequence();
+    let mut cancel = cancel;
     let written = tokio::select! {
         biased;
-        _ = cancel => Err(Error::Cancel),
+        _ = &mut cancel => Err(Error::Cancel),
         res = write_group(&conn, subscribe, priority, group) => res,
     };
     match written {
         Ok(mut writer) => {
             let _ = done.send((sequence, Ok(())));
-            let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, writer.stopped()).await;
+            // The whole group is written: a cancel now only stops the wait, never the data.
+            tokio::select! {
+                _ = &mut cancel => {}
+                _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, writer.stopped()) => {}
+            }
         }
         Err(err) => {
             let _ = done.send((sequence, Err(err)));
