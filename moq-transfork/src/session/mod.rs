@@ -325,7 +325,8 @@ async fn run(
             // Spec §4.4: nothing more is sent on the session stream; FIN ends the session.
             res = session_reader.closed() => break match res {
                 Ok(()) => Error::Cancel,
-                Err(err) => err,
+                // Spec §4.4: a reset ends the session with code 4, whatever the reset's code.
+                Err(err) => Error::Transport(format!("session stream: {err}")),
             },
             res = conn.accept_bi() => match res {
                 Ok((send, recv)) => {
