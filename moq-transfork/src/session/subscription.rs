@@ -182,9 +182,12 @@ impl Subscription {
         }
     }
 
+    /// Whether a group created at `created` is at least `expires` old. At the deadline itself it
+    /// is expired: the expiry timer fires then, and a group it did not drop would re-arm the
+    /// timer for a deadline already reached, a busy loop while the clock stands still.
     fn is_expired(&self, created: Instant) -> bool {
         self.expires
-            .is_some_and(|expires| created.elapsed() > expires)
+            .is_some_and(|expires| created.elapsed() >= expires)
     }
 
     /// Starts sending `group`, first making room by dropping the oldest in-flight group.

@@ -4,6 +4,7 @@ use std::fmt;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use super::memory::MemoryConnection;
 use super::stream::{RecvStream, SendStream};
 use crate::Error;
 
@@ -14,6 +15,8 @@ pub enum TransportKind {
     Quic,
     /// WebTransport over HTTP/3 with ALPN `h3`.
     WebTransport,
+    /// The in-memory transport of [`memory::pair`](super::memory::pair), for tests.
+    Memory,
 }
 
 impl fmt::Display for TransportKind {
@@ -21,11 +24,13 @@ impl fmt::Display for TransportKind {
         f.write_str(match self {
             Self::Quic => "moqf",
             Self::WebTransport => "webtransport",
+            Self::Memory => "memory",
         })
     }
 }
 
-/// An established connection to a peer, over either transport.
+/// An established connection to a peer, over raw QUIC, WebTransport or, in tests, the
+/// [in-memory transport](super::memory).
 ///
 /// Clones share the connection. It closes when [`Connection::close`] is called or the last
 /// clone is dropped (then with a raw code 0 and no reason, spec §2.4), so keep one alive for
@@ -40,6 +45,7 @@ enum Inner {
     Quic(quinn::Connection),
     // Boxed: a session is some 800 bytes of per-clone state, a raw connection one pointer.
     WebTransport(Box<web_transport_quinn::Session>),
+    Memory(MemoryConnection),
 }
 
 impl Connection {
@@ -57,12 +63,21 @@ impl Connection {
         }
     }
 
-    /// The underlying QUIC connection, for the methods both transports share.
-    fn quinn(&self) -> &quinn::Connection {
+    /// Wraps one end of an in-memory pair.
+    pub(crate) fn memory(conn: MemoryConnection) -> Self {
+        Self {
+            inner: Inner::Memory(conn),
+        }
+    }
+
+    /// The underlying QUIC connection, for the methods both QUIC transports share; `None` in
+    /// memory.
+    fn quinn(&self) -> Option<&quinn::Connection> {
         match &self.inner {
-            Inner::Quic(conn) => conn,
+            Inner::Quic(conn) => Some(conn),
             // The session derefs to its QUIC connection.
-            Inner::WebTransport(session) => session,
+            Inner::WebTransport(session) => Some(session),
+            Inner::Memory(_) => None,
         }
     }
 
@@ -71,34 +86,43 @@ impl Connection {
         match self.inner {
             Inner::Quic(_) => TransportKind::Quic,
             Inner::WebTransport(_) => TransportKind::WebTransport,
+            Inner::Memory(_) => TransportKind::Memory,
         }
     }
 
     /// The URL of the WebTransport CONNECT request that opened this connection (its
-    /// `:authority` and `:path`, spec §2.2), or `None` on raw QUIC, which has no URL.
+    /// `:authority` and `:path`, spec §2.2), or `None` on raw QUIC and in memory, which have
+    /// no URL.
     ///
     /// A server can use the path to tell kinds of peers apart, as a relay does for its
     /// cluster links.
     pub fn url(&self) -> Option<&url::Url> {
         match &self.inner {
-            Inner::Quic(_) => None,
+            Inner::Quic(_) | Inner::Memory(_) => None,
             Inner::WebTransport(session) => session.request().map(|request| &request.url),
         }
     }
 
-    /// The peer's UDP address (it can change if the peer migrates).
+    /// The peer's UDP address (it can change if the peer migrates); the unspecified address
+    /// `0.0.0.0:0` in memory.
     pub fn remote_address(&self) -> SocketAddr {
-        self.quinn().remote_address()
+        match &self.inner {
+            Inner::Quic(conn) => conn.remote_address(),
+            Inner::WebTransport(session) => session.remote_address(),
+            Inner::Memory(conn) => conn.remote_address(),
+        }
     }
 
-    /// The current smoothed round-trip time estimate.
+    /// The current smoothed round-trip time estimate; zero in memory.
     pub fn rtt(&self) -> Duration {
-        self.quinn().rtt()
+        self.quinn().map_or(Duration::ZERO, quinn::Connection::rtt)
     }
 
-    /// QUIC-level statistics of the connection.
+    /// QUIC-level statistics of the connection; all zero in memory.
     pub fn stats(&self) -> quinn::ConnectionStats {
-        self.quinn().stats()
+        self.quinn()
+            .map(quinn::Connection::stats)
+            .unwrap_or_default()
     }
 
     /// Opens a bidirectional stream. Waits while the peer's stream limit is reached.
@@ -118,6 +142,10 @@ impl Connection {
                     RecvStream::webtransport(recv),
                 ))
             }
+            Inner::Memory(conn) => {
+                let (send, recv) = conn.open_bi().await?;
+                Ok((SendStream::memory(send), RecvStream::memory(recv)))
+            }
         }
     }
 
@@ -133,6 +161,7 @@ impl Connection {
             Inner::WebTransport(session) => Ok(SendStream::webtransport(
                 session.open_uni().await.map_err(Error::transport)?,
             )),
+            Inner::Memory(conn) => Ok(SendStream::memory(conn.open_uni().await?)),
         }
     }
 
@@ -153,6 +182,10 @@ impl Connection {
                     RecvStream::webtransport(recv),
                 ))
             }
+            Inner::Memory(conn) => {
+                let (send, recv) = conn.accept_bi().await?;
+                Ok((SendStream::memory(send), RecvStream::memory(recv)))
+            }
         }
     }
 
@@ -168,6 +201,7 @@ impl Connection {
             Inner::WebTransport(session) => Ok(RecvStream::webtransport(
                 session.accept_uni().await.map_err(Error::transport)?,
             )),
+            Inner::Memory(conn) => Ok(RecvStream::memory(conn.accept_uni().await?)),
         }
     }
 
@@ -175,17 +209,22 @@ impl Connection {
     ///
     /// On raw QUIC the CONNECTION_CLOSE carries the code as is; on WebTransport it is mapped
     /// with [`crate::to_wire`] (and web-transport-quinn first sends a
-    /// CLOSE_WEBTRANSPORT_SESSION capsule), as spec §2.4 and §2.2a describe.
+    /// CLOSE_WEBTRANSPORT_SESSION capsule), as spec §2.4 and §2.2a describe. In memory the
+    /// code reaches the peer as it is.
     ///
     /// Does nothing once the connection has ended: quinn would otherwise replace the peer's
     /// reason, which [`Connection::closed`] reports, with a local close.
     pub fn close(&self, code: u32, reason: &str) {
-        if self.quinn().close_reason().is_some() {
+        if self
+            .quinn()
+            .is_some_and(|conn| conn.close_reason().is_some())
+        {
             return;
         }
         match &self.inner {
             Inner::Quic(conn) => conn.close(code.into(), reason.as_bytes()),
             Inner::WebTransport(session) => session.close(code, reason.as_bytes()),
+            Inner::Memory(conn) => conn.close(code, reason),
         }
     }
 
@@ -210,6 +249,7 @@ impl Connection {
                 }
                 err => Error::transport(err),
             },
+            Inner::Memory(conn) => conn.closed().await,
         }
     }
 }

@@ -5,6 +5,7 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use web_transport_quinn::generic::poll::SendStream as _;
 
+use super::memory::{MemoryRecvStream, MemorySendStream};
 use crate::error::{from_wire, to_wire};
 use crate::Error;
 
@@ -43,6 +44,7 @@ pub struct SendStream {
 enum SendInner {
     Quic(quinn::SendStream),
     WebTransport(web_transport_quinn::SendStream),
+    Memory(MemorySendStream),
 }
 
 impl SendStream {
@@ -58,6 +60,12 @@ impl SendStream {
         }
     }
 
+    pub(crate) fn memory(stream: MemorySendStream) -> Self {
+        Self {
+            inner: SendInner::Memory(stream),
+        }
+    }
+
     /// Writes one chunk without copying it.
     ///
     /// # Errors
@@ -69,6 +77,7 @@ impl SendStream {
             SendInner::WebTransport(stream) => {
                 stream.write_chunk(chunk).await.map_err(wt_write_error)
             }
+            SendInner::Memory(stream) => stream.write_chunk(chunk).await,
         }
     }
 
@@ -80,16 +89,18 @@ impl SendStream {
         match &mut self.inner {
             SendInner::Quic(stream) => stream.write_all(buf).await.map_err(quic_write_error),
             SendInner::WebTransport(stream) => stream.write_all(buf).await.map_err(wt_write_error),
+            SendInner::Memory(stream) => stream.write_chunk(Bytes::copy_from_slice(buf)).await,
         }
     }
 
     /// Sets the send priority: streams with a higher value are sent first. Has no effect on a
-    /// closed stream.
+    /// closed stream, nor in memory, where nothing competes for the link.
     pub fn set_priority(&mut self, priority: i32) {
         // Failing only means the stream is already closed, where priority no longer matters.
         let _ = match &self.inner {
             SendInner::Quic(stream) => stream.set_priority(priority).map_err(drop),
             SendInner::WebTransport(stream) => stream.set_priority(priority).map_err(drop),
+            SendInner::Memory(_) => Ok(()),
         };
     }
 
@@ -101,11 +112,13 @@ impl SendStream {
         match &mut self.inner {
             SendInner::Quic(stream) => stream.finish().map_err(Error::transport),
             SendInner::WebTransport(stream) => stream.finish().map_err(Error::transport),
+            SendInner::Memory(stream) => stream.finish(),
         }
     }
 
     /// Abandons the stream with RESET_STREAM carrying `code`, mapped with [`to_wire`] on both
-    /// transports as 0.8.0 peers do (spec §2.4). Does nothing on a closed stream.
+    /// QUIC transports as 0.8.0 peers do (spec §2.4); in memory the code travels as it is.
+    /// Does nothing on a closed stream.
     pub fn reset(&mut self, code: u32) {
         // Failing only means the stream is already closed; there is nothing left to abandon.
         let _ = match &mut self.inner {
@@ -114,6 +127,11 @@ impl SendStream {
             SendInner::Quic(stream) => stream.reset(wire_code(code)).map_err(drop),
             // In an HTTP/3 session web-transport-quinn maps the code itself.
             SendInner::WebTransport(stream) => stream.reset(code).map_err(drop),
+            // In memory codes travel unmapped.
+            SendInner::Memory(stream) => {
+                stream.reset(code);
+                Ok(())
+            }
         };
     }
 
@@ -121,7 +139,8 @@ impl SendStream {
     ///
     /// `Ok(Some(code))` when the peer sent STOP_SENDING (a mapped code is decoded; a small raw
     /// code such as quinn's drop-time 0 is taken as is); `Ok(None)` when the stream was finished
-    /// and the peer acknowledged all of it, after which a stop can no longer arrive.
+    /// and the peer acknowledged all of it (in memory: read all of it), after which a stop can
+    /// no longer arrive.
     ///
     /// # Errors
     /// [`Error::Transport`] when the connection is lost or the code cannot be decoded.
@@ -147,6 +166,7 @@ impl SendStream {
                     Err(err) => Err(Error::transport(err)),
                 }
             }
+            SendInner::Memory(stream) => stream.stopped().await,
         }
     }
 }
@@ -163,6 +183,7 @@ pub struct RecvStream {
 enum RecvInner {
     Quic(quinn::RecvStream),
     WebTransport(web_transport_quinn::RecvStream),
+    Memory(MemoryRecvStream),
 }
 
 impl RecvStream {
@@ -175,6 +196,12 @@ impl RecvStream {
     pub(crate) fn webtransport(stream: web_transport_quinn::RecvStream) -> Self {
         Self {
             inner: RecvInner::WebTransport(stream),
+        }
+    }
+
+    pub(crate) fn memory(stream: MemoryRecvStream) -> Self {
+        Self {
+            inner: RecvInner::Memory(stream),
         }
     }
 
@@ -202,17 +229,23 @@ impl RecvStream {
                 }
                 Err(err) => Err(Error::transport(err)),
             },
+            RecvInner::Memory(stream) => stream.read_chunk(max).await,
         }
     }
 
     /// Asks the peer to stop sending with STOP_SENDING carrying `code`, mapped with
-    /// [`to_wire`] on both transports (spec §2.4). Does nothing on a closed stream.
+    /// [`to_wire`] on both QUIC transports (spec §2.4); in memory the code travels as it is.
+    /// Does nothing on a closed stream.
     pub fn stop(&mut self, code: u32) {
         // Failing only means the stream is already closed.
         let _ = match &mut self.inner {
             // Mapped by hand for the reason given in `SendStream::reset` (spec §2.2a).
             RecvInner::Quic(stream) => stream.stop(wire_code(code)).map_err(drop),
             RecvInner::WebTransport(stream) => stream.stop(code).map_err(drop),
+            RecvInner::Memory(stream) => {
+                stream.stop(code);
+                Ok(())
+            }
         };
     }
 }

@@ -1,0 +1,452 @@
+//! A hand-driven peer against a session over the in-memory transport: literal bytes and exact
+//! stream events, with the clock paused, so every run takes the same path.
+
+use std::time::Duration;
+
+use bytes::{Buf, Bytes, BytesMut};
+use futures::FutureExt;
+use moq_transfork::message::{
+    BiStream, FrameHeader, GroupDrop, GroupHeader, Info, Subscribe, UniStream,
+};
+use moq_transfork::model::Track;
+use moq_transfork::transport::memory::{self, Config};
+use moq_transfork::transport::{Connection, RecvStream, SendStream};
+use moq_transfork::{
+    Decode, DecodeError, Encode, Error, GroupOrder, Path, Session, SessionOptions,
+};
+
+/// CLIENT_SETUP offering 0xff0bad02, after the session stream type (spec §4).
+const CLIENT_SETUP: &[u8] = &[
+    0x00, 0x01, 0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00,
+];
+/// SERVER_SETUP selecting 0xff0bad02 (spec §4).
+const SERVER_SETUP: &[u8] = &[0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00];
+
+fn path(parts: &[&str]) -> Path {
+    Path::from_iter(parts.iter().copied())
+}
+
+/// Lets every task run until all wait, moving the paused clock by 1 ms at most.
+async fn settle() {
+    tokio::time::sleep(Duration::from_millis(1)).await;
+}
+
+/// Encodes messages back to back.
+fn encode(msgs: &[&dyn Fn(&mut BytesMut)]) -> Bytes {
+    let mut buf = BytesMut::new();
+    for msg in msgs {
+        msg(&mut buf);
+    }
+    buf.freeze()
+}
+
+fn subscribe(id: u64, path: Path) -> Bytes {
+    let msg = Subscribe {
+        id,
+        path,
+        priority: 0,
+        group_order: GroupOrder::Descending,
+        group_expires: Duration::ZERO,
+        group_min: None,
+        group_max: None,
+    };
+    encode(&[&|b| BiStream::Subscribe.encode(b), &|b| msg.encode(b)])
+}
+
+/// Reads messages from a stream as they complete.
+struct Messages {
+    recv: RecvStream,
+    buf: BytesMut,
+}
+
+impl Messages {
+    fn new(recv: RecvStream) -> Self {
+        Self {
+            recv,
+            buf: BytesMut::new(),
+        }
+    }
+
+    /// The next message, `Ok(None)` at a FIN between messages, `Err` on a reset.
+    async fn next<T: Decode>(&mut self) -> Result<Option<T>, Error> {
+        loop {
+            let mut cursor = &self.buf[..];
+            match T::decode(&mut cursor) {
+                Ok(msg) => {
+                    let used = self.buf.len() - cursor.len();
+                    self.buf.advance(used);
+                    return Ok(Some(msg));
+                }
+                Err(DecodeError::Short) => {}
+                Err(err) => panic!("bad message: {err}"),
+            }
+            match self.recv.read_chunk(usize::MAX).await? {
+                Some(chunk) => self.buf.extend_from_slice(&chunk),
+                None if self.buf.is_empty() => return Ok(None),
+                None => panic!("FIN inside a message"),
+            }
+        }
+    }
+}
+
+/// A raw client that has done SETUP with literal bytes against a server session.
+async fn raw_client(
+    config: Config,
+    options: SessionOptions,
+) -> (Connection, Session, (SendStream, RecvStream)) {
+    let (raw, theirs) = memory::pair_with(config);
+    let handshake = async {
+        let (mut send, mut recv) = raw.open_bi().await.unwrap();
+        send.write_all(CLIENT_SETUP).await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < SERVER_SETUP.len() {
+            got.extend_from_slice(&recv.read_chunk(64).await.unwrap().unwrap());
+        }
+        assert_eq!(got, SERVER_SETUP);
+        (send, recv)
+    };
+    let (session, stream) = tokio::join!(Session::accept_with(theirs, options), handshake);
+    (raw, session.unwrap(), stream)
+}
+
+/// A raw server that has done SETUP with literal bytes against a client session.
+async fn raw_server() -> (Connection, Session, (SendStream, RecvStream)) {
+    let (raw, theirs) = memory::pair();
+    let handshake = async {
+        let (mut send, mut recv) = raw.accept_bi().await.unwrap();
+        let mut got = Vec::new();
+        while got.len() < CLIENT_SETUP.len() {
+            got.extend_from_slice(&recv.read_chunk(64).await.unwrap().unwrap());
+        }
+        assert_eq!(got, CLIENT_SETUP);
+        send.write_all(SERVER_SETUP).await.unwrap();
+        (send, recv)
+    };
+    let (session, stream) = tokio::join!(Session::connect(theirs), handshake);
+    (raw, session.unwrap(), stream)
+}
+
+#[tokio::test(start_paused = true)]
+async fn setup_bytes_both_ways() {
+    // Literal CLIENT_SETUP to a server session, literal SERVER_SETUP back (checked inside).
+    let (_raw, server, _stream) = raw_client(Config::default(), SessionOptions::default()).await;
+    // And the other way round.
+    let (_raw, client, _stream) = raw_server().await;
+    assert!(server.closed().now_or_never().is_none());
+    assert!(client.closed().now_or_never().is_none());
+}
+
+#[tokio::test(start_paused = true)]
+async fn setup_without_our_version_closes_with_version() {
+    let (raw, theirs) = memory::pair();
+    let handshake = async {
+        let (mut send, mut recv) = raw.open_bi().await.unwrap();
+        // Only version 0xff0bad01.
+        send.write_all(&[
+            0x00, 0x01, 0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x01, 0x00,
+        ])
+        .await
+        .unwrap();
+        (recv.read_chunk(64).await, send.stopped().await)
+    };
+    let (accepted, (read, stopped)) = tokio::join!(Session::accept(theirs), handshake);
+    assert_eq!(accepted.err(), Some(Error::Version));
+    // The connection closes with Version. The session stream's reset and stop went out just
+    // before, but a close discards what is still pending, in memory as in QUIC.
+    assert_eq!(raw.closed().await, Error::Version);
+    assert!(read.is_err());
+    assert!(stopped.is_err());
+}
+
+#[tokio::test(start_paused = true)]
+async fn setup_on_a_request_stream_closes_with_unexpected_stream() {
+    let (raw, theirs) = memory::pair();
+    let handshake = async {
+        let (mut send, _recv) = raw.open_bi().await.unwrap();
+        send.write_chunk(subscribe(0, path(&["x"]))).await.unwrap();
+        raw.closed().await
+    };
+    let (accepted, closed) = tokio::join!(Session::accept(theirs), handshake);
+    assert_eq!(accepted.err(), Some(Error::UnexpectedStream));
+    assert_eq!(closed, Error::UnexpectedStream);
+}
+
+#[tokio::test(start_paused = true)]
+async fn setup_that_never_comes_times_out() {
+    let (_raw, theirs) = memory::pair();
+    let started = tokio::time::Instant::now();
+    let accepted = Session::accept(theirs).await;
+    assert!(matches!(accepted, Err(Error::Transport(_))), "{accepted:?}");
+    assert_eq!(started.elapsed(), Duration::from_secs(10));
+}
+
+#[tokio::test(start_paused = true)]
+async fn fin_of_the_session_stream_ends_the_session_with_cancel() {
+    let (raw, server, (mut send, _recv)) =
+        raw_client(Config::default(), SessionOptions::default()).await;
+    let mut track = server.subscribe(Track::new(path(&["any"])));
+    settle().await;
+    let (_send, _recv) = raw.accept_bi().await.expect("the server's SUBSCRIBE");
+
+    send.finish().unwrap();
+    assert_eq!(raw.closed().await, Error::Cancel);
+    assert!(
+        matches!(server.closed().await, Error::Transport(_)),
+        "closed locally"
+    );
+    assert!(
+        track.next_group().await.is_err(),
+        "subscriptions end with the session"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn reset_of_the_session_stream_ends_the_session_with_transport() {
+    let (raw, _server, (mut send, _recv)) =
+        raw_client(Config::default(), SessionOptions::default()).await;
+    send.reset(Error::NotFound.code());
+    // Spec §4.4: a reset ends the session with code 4, whatever the reset's code.
+    assert_eq!(
+        raw.closed().await.code(),
+        Error::Transport(String::new()).code()
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn unknown_bidi_stream_type_is_reset_with_decode_and_the_session_lives() {
+    let (raw, server, _stream) = raw_client(Config::default(), SessionOptions::default()).await;
+    let (mut send, mut recv) = raw.open_bi().await.unwrap();
+    send.write_all(&[0x09, 0x01, 0x02]).await.unwrap();
+    assert_eq!(recv.read_chunk(64).await.unwrap_err().code(), 5);
+    assert_eq!(send.stopped().await, Ok(Some(5)));
+
+    // A second session stream is refused with UnexpectedStream.
+    let (mut send, mut recv) = raw.open_bi().await.unwrap();
+    send.write_all(CLIENT_SETUP).await.unwrap();
+    assert_eq!(
+        recv.read_chunk(64).await.err(),
+        Some(Error::UnexpectedStream)
+    );
+
+    // The session still serves requests.
+    let (producer, consumer) = Track::new(path(&["still"])).produce();
+    server.publish(consumer).unwrap();
+    producer.append_group().unwrap().finish();
+    let (mut send, recv) = raw.open_bi().await.unwrap();
+    send.write_chunk(subscribe(0, path(&["still"])))
+        .await
+        .unwrap();
+    let info: Info = Messages::new(recv).next().await.unwrap().unwrap();
+    assert_eq!(info.group_latest, 0);
+    let mut group = Messages::new(raw.accept_uni().await.unwrap());
+    assert_eq!(group.next::<UniStream>().await, Ok(Some(UniStream::Group)));
+    assert_eq!(
+        group.next::<GroupHeader>().await,
+        Ok(Some(GroupHeader {
+            subscribe: 0,
+            sequence: 0
+        }))
+    );
+    assert_eq!(
+        group.next::<FrameHeader>().await,
+        Ok(None),
+        "no frames, FIN"
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn one_subscribe_per_path_and_unsubscribe_is_fin_plus_stop() {
+    let (raw, client, _stream) = raw_server().await;
+    let a = client.subscribe(Track::new(path(&["dedup"])));
+    let mut b = client.subscribe(Track::new(path(&["dedup"])));
+    let (mut send, recv) = raw.accept_bi().await.unwrap();
+    let mut request = Messages::new(recv);
+    assert_eq!(
+        request.next::<BiStream>().await,
+        Ok(Some(BiStream::Subscribe))
+    );
+    let subscribe: Subscribe = request.next().await.unwrap().unwrap();
+    assert_eq!(
+        (subscribe.id, subscribe.path.clone()),
+        (0, path(&["dedup"]))
+    );
+    settle().await;
+    assert!(
+        raw.accept_bi().now_or_never().is_none(),
+        "one SUBSCRIBE for two consumers"
+    );
+
+    // INFO, then a group: both consumers see it.
+    let info = Info {
+        priority: 0,
+        group_order: GroupOrder::Descending,
+        group_expires: Duration::ZERO,
+        group_latest: 0,
+    };
+    send.write_chunk(encode(&[&|b| info.encode(b)]))
+        .await
+        .unwrap();
+    let mut group = raw.open_uni().await.unwrap();
+    let header = GroupHeader {
+        subscribe: 0,
+        sequence: 5,
+    };
+    group
+        .write_chunk(encode(&[
+            &|b| UniStream::Group.encode(b),
+            &|b| header.encode(b),
+            &|b| FrameHeader { size: 2 }.encode(b),
+        ]))
+        .await
+        .unwrap();
+    group.write_all(b"hi").await.unwrap();
+    group.finish().unwrap();
+    let mut received = b.next_group().await.unwrap().unwrap();
+    assert_eq!(received.sequence(), 5);
+    assert_eq!(received.read_frame().await, Ok(Some(Bytes::from("hi"))));
+
+    // Dropping one consumer changes nothing; dropping the last unsubscribes: FIN + STOP 0.
+    drop(a);
+    settle().await;
+    assert!(send.stopped().now_or_never().is_none());
+    drop((b, received));
+    assert_eq!(request.next::<Subscribe>().await, Ok(None), "FIN");
+    assert_eq!(send.stopped().await, Ok(Some(Error::Cancel.code())));
+
+    // A group of the ended subscription is stopped with Cancel (spec §5.3).
+    let mut late = raw.open_uni().await.unwrap();
+    late.write_chunk(encode(&[&|b| UniStream::Group.encode(b), &|b| {
+        header.encode(b)
+    }]))
+    .await
+    .unwrap();
+    assert_eq!(late.stopped().await, Ok(Some(Error::Cancel.code())));
+
+    // A new consumer is a new subscription, with the next id.
+    let _c = client.subscribe(Track::new(path(&["dedup"])));
+    let mut request = Messages::new(raw.accept_bi().await.unwrap().1);
+    request.next::<BiStream>().await.unwrap();
+    let subscribe: Subscribe = request.next().await.unwrap().unwrap();
+    assert_eq!(subscribe.id, 1);
+}
+
+/// A raw client subscribed to a track published by a server session.
+struct Stalled {
+    raw: Connection,
+    /// INFO already read; GROUP_DROPs follow.
+    replies: Messages,
+    producer: moq_transfork::TrackProducer,
+    /// The session and the streams that must stay open for the test to run.
+    _keep: (Session, (SendStream, RecvStream), SendStream),
+}
+
+/// A raw client with the given stream window, subscribed to `track` on a server session that
+/// allows `max_inflight` groups in flight; it reads nothing unless the test does.
+async fn stalled_subscriber(window: usize, max_inflight: usize, track: Track) -> Stalled {
+    let options = SessionOptions {
+        max_inflight_groups: max_inflight,
+        ..Default::default()
+    };
+    let config = Config {
+        stream_window: window,
+        ..Config::default()
+    };
+    let (raw, server, session_stream) = raw_client(config, options).await;
+    let (producer, consumer) = track.clone().produce();
+    server.publish(consumer).unwrap();
+    let (mut send, recv) = raw.open_bi().await.unwrap();
+    send.write_chunk(subscribe(0, track.path)).await.unwrap();
+    let mut replies = Messages::new(recv);
+    let _info: Info = replies.next().await.unwrap().unwrap();
+    Stalled {
+        raw,
+        replies,
+        producer,
+        _keep: (server, session_stream, send),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_stalled_subscriber_gets_group_drops_and_costs_bounded_memory() {
+    const WINDOW: usize = 1024;
+    const MAX_INFLIGHT: usize = 2;
+    const GROUPS: u64 = 20;
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber(WINDOW, MAX_INFLIGHT, Track::new(path(&["clock"]))).await;
+
+    // Every group is larger than the window, so each unread group stream stalls.
+    let payload = Bytes::from(vec![7u8; 4 * WINDOW]);
+    let mut streams = Vec::new();
+    for _ in 0..GROUPS {
+        let mut group = producer.append_group().unwrap();
+        group.write_frame(payload.clone());
+        group.finish();
+        settle().await;
+        while let Some(stream) = raw.accept_uni().now_or_never() {
+            streams.push(stream.unwrap());
+        }
+    }
+
+    // Every group got a stream, and all but the newest MAX_INFLIGHT were reset with Cancel:
+    // the publisher holds at most MAX_INFLIGHT stalled streams of at most WINDOW bytes each.
+    assert_eq!(streams.len(), GROUPS as usize);
+    let mut live = Vec::new();
+    for (sequence, recv) in streams.iter_mut().enumerate() {
+        match recv.read_chunk(usize::MAX).now_or_never() {
+            Some(Err(Error::Cancel)) => {}
+            Some(Ok(Some(chunk))) => {
+                assert!(chunk.len() <= WINDOW);
+                live.push(sequence as u64);
+            }
+            other => panic!("group {sequence}: {other:?}"),
+        }
+    }
+    assert_eq!(live, [GROUPS - 2, GROUPS - 1]);
+
+    // Each dropped group was reported with GROUP_DROP, oldest first.
+    for sequence in 0..GROUPS - MAX_INFLIGHT as u64 {
+        let drop: GroupDrop = replies.next().await.unwrap().unwrap();
+        assert_eq!((drop.sequence, drop.count, drop.code), (sequence, 0, 0));
+    }
+    settle().await;
+    assert!(replies.next::<GroupDrop>().now_or_never().is_none());
+    assert!(producer.cached_groups() <= 8);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_stalled_until_its_expiry_is_dropped() {
+    const WINDOW: usize = 1024;
+    const EXPIRES: Duration = Duration::from_millis(100);
+    let track = Track::new(path(&["expiring"])).with_group_expires(EXPIRES);
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber(WINDOW, 8, track).await;
+
+    let created = tokio::time::Instant::now();
+    let mut group = producer.append_group().unwrap();
+    group.write_frame(Bytes::from(vec![7u8; 4 * WINDOW]));
+    group.finish();
+    let mut stream = raw.accept_uni().await.unwrap();
+
+    // Stalled, but not expired yet: nothing is dropped.
+    tokio::time::advance(EXPIRES - Duration::from_millis(5)).await;
+    settle().await;
+    assert!(replies.next::<GroupDrop>().now_or_never().is_none());
+
+    // At its expiry the group is reset and reported.
+    let drop: GroupDrop = replies.next().await.unwrap().unwrap();
+    assert_eq!((drop.sequence, drop.count, drop.code), (0, 0, 0));
+    // Exactly at the deadline: the paused clock moved straight to the expiry timer.
+    assert_eq!(created.elapsed(), EXPIRES);
+    assert_eq!(
+        stream.read_chunk(usize::MAX).await.err(),
+        Some(Error::Cancel)
+    );
+}
