@@ -12,6 +12,10 @@ use crate::origins_prefix;
 /// At most this many names are registered per discovery link; a node advertises one.
 pub(crate) const MAX_NAMES_PER_LINK: usize = 4;
 
+/// At most this many distinct members are registered on a root: every member dials every
+/// other, so the registry must not grow with whatever discovery links announce.
+pub(crate) const MAX_MEMBERS: usize = 1024;
+
 /// Member announcements, counted per path: a node that reconnects before its old link timed
 /// out is registered twice and stays announced until both links are gone.
 #[derive(Clone, Debug, Default)]
@@ -32,13 +36,19 @@ impl Registry {
         self.announced.clone()
     }
 
-    pub(crate) fn add(&self, path: &Path) {
+    /// Registers `path` once more; false (and nothing registered) when it would be a new
+    /// member beyond [`MAX_MEMBERS`].
+    pub(crate) fn add(&self, path: &Path) -> bool {
         let mut counts = self.counts();
+        if counts.len() >= MAX_MEMBERS && !counts.contains_key(path) {
+            return false;
+        }
         let count = counts.entry(path.clone()).or_default();
         *count += 1;
         if *count == 1 {
             self.announced.announce(path.clone());
         }
+        true
     }
 
     pub(crate) fn remove(&self, path: &Path) {
@@ -69,8 +79,12 @@ impl Registry {
                         tracing::warn!("cluster: ignoring discovery announcement {path}");
                     } else if registered.len() >= MAX_NAMES_PER_LINK {
                         tracing::warn!("cluster: too many names on one discovery link: {path}");
-                    } else if registered.insert(path.clone()) {
-                        self.add(&path);
+                    } else if !registered.contains(&path) {
+                        if self.add(&path) {
+                            registered.insert(path);
+                        } else {
+                            tracing::warn!("cluster: registry full, ignoring {path}");
+                        }
                     }
                 }
                 Announced::Ended(path) => {
@@ -99,8 +113,8 @@ mod tests {
     fn member_stays_until_its_last_registration_goes() {
         let registry = Registry::default();
         let mut watch = registry.announced().subscribe();
-        registry.add(&member("a:1"));
-        registry.add(&member("a:1"));
+        assert!(registry.add(&member("a:1")));
+        assert!(registry.add(&member("a:1")));
         let next = |watch: &mut moq_transfork::AnnouncedConsumer| watch.next().now_or_never();
         assert_eq!(
             next(&mut watch),
@@ -118,6 +132,24 @@ mod tests {
             next(&mut watch),
             None,
             "removing an unknown name does nothing"
+        );
+    }
+
+    #[test]
+    fn registry_refuses_new_members_when_full() {
+        let registry = Registry::default();
+        for i in 0..MAX_MEMBERS {
+            assert!(registry.add(&member(&format!("n{i}:1"))));
+        }
+        assert!(!registry.add(&member("late:1")));
+        assert!(
+            registry.add(&member("n0:1")),
+            "a known member may register again"
+        );
+        registry.remove(&member("n1:1"));
+        assert!(
+            registry.add(&member("late:1")),
+            "room again after a member left"
         );
     }
 }
