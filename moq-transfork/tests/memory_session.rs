@@ -2,19 +2,18 @@
 //! single-threaded runtime whose clock only moves when the test says so (or when every task is
 //! idle), so each run takes the same path.
 
+mod memory_common;
+
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
+use memory_common::{path, settle};
 use moq_transfork::model::Track;
 use moq_transfork::transport::{memory, TransportKind};
-use moq_transfork::{Error, Path, Session, SessionOptions, TrackConsumer, TrackProducer};
-
-fn path(parts: &[&str]) -> Path {
-    Path::from_iter(parts.iter().copied())
-}
+use moq_transfork::{Error, Session, SessionOptions, TrackConsumer, TrackProducer};
 
 /// A client and a server session over a fresh in-memory pair.
 async fn sessions_with(client: SessionOptions, server: SessionOptions) -> (Session, Session) {
@@ -28,11 +27,6 @@ async fn sessions_with(client: SessionOptions, server: SessionOptions) -> (Sessi
 
 async fn sessions() -> (Session, Session) {
     sessions_with(SessionOptions::default(), SessionOptions::default()).await
-}
-
-/// Lets every task run until all wait, moving the paused clock by 1 ms at most.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
 }
 
 /// Options whose router serves `producer` for its path (so the publisher holds no consumer of

@@ -1,130 +1,22 @@
 //! A hand-driven peer against a session over the in-memory transport: literal bytes and exact
 //! stream events, with the clock paused, so every run takes the same path.
 
+mod memory_common;
+
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::Bytes;
 use futures::FutureExt;
+use memory_common::{
+    encode, path, raw_client, raw_server, settle, subscribe, Messages, CLIENT_SETUP,
+};
 use moq_transfork::message::{
     BiStream, FrameHeader, GroupDrop, GroupHeader, Info, Subscribe, UniStream,
 };
 use moq_transfork::model::Track;
 use moq_transfork::transport::memory::{self, Config};
 use moq_transfork::transport::{Connection, RecvStream, SendStream};
-use moq_transfork::{
-    Decode, DecodeError, Encode, Error, GroupOrder, Path, Session, SessionOptions,
-};
-
-/// CLIENT_SETUP offering 0xff0bad02, after the session stream type (spec §4).
-const CLIENT_SETUP: &[u8] = &[
-    0x00, 0x01, 0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00,
-];
-/// SERVER_SETUP selecting 0xff0bad02 (spec §4).
-const SERVER_SETUP: &[u8] = &[0xc0, 0x00, 0x00, 0x00, 0xff, 0x0b, 0xad, 0x02, 0x00];
-
-fn path(parts: &[&str]) -> Path {
-    Path::from_iter(parts.iter().copied())
-}
-
-/// Lets every task run until all wait, moving the paused clock by 1 ms at most.
-async fn settle() {
-    tokio::time::sleep(Duration::from_millis(1)).await;
-}
-
-/// Encodes messages back to back.
-fn encode(msgs: &[&dyn Fn(&mut BytesMut)]) -> Bytes {
-    let mut buf = BytesMut::new();
-    for msg in msgs {
-        msg(&mut buf);
-    }
-    buf.freeze()
-}
-
-fn subscribe(id: u64, path: Path) -> Bytes {
-    let msg = Subscribe {
-        id,
-        path,
-        priority: 0,
-        group_order: GroupOrder::Descending,
-        group_expires: Duration::ZERO,
-        group_min: None,
-        group_max: None,
-    };
-    encode(&[&|b| BiStream::Subscribe.encode(b), &|b| msg.encode(b)])
-}
-
-/// Reads messages from a stream as they complete.
-struct Messages {
-    recv: RecvStream,
-    buf: BytesMut,
-}
-
-impl Messages {
-    fn new(recv: RecvStream) -> Self {
-        Self {
-            recv,
-            buf: BytesMut::new(),
-        }
-    }
-
-    /// The next message, `Ok(None)` at a FIN between messages, `Err` on a reset.
-    async fn next<T: Decode>(&mut self) -> Result<Option<T>, Error> {
-        loop {
-            let mut cursor = &self.buf[..];
-            match T::decode(&mut cursor) {
-                Ok(msg) => {
-                    let used = self.buf.len() - cursor.len();
-                    self.buf.advance(used);
-                    return Ok(Some(msg));
-                }
-                Err(DecodeError::Short) => {}
-                Err(err) => panic!("bad message: {err}"),
-            }
-            match self.recv.read_chunk(usize::MAX).await? {
-                Some(chunk) => self.buf.extend_from_slice(&chunk),
-                None if self.buf.is_empty() => return Ok(None),
-                None => panic!("FIN inside a message"),
-            }
-        }
-    }
-}
-
-/// A raw client that has done SETUP with literal bytes against a server session.
-async fn raw_client(
-    config: Config,
-    options: SessionOptions,
-) -> (Connection, Session, (SendStream, RecvStream)) {
-    let (raw, theirs) = memory::pair_with(config);
-    let handshake = async {
-        let (mut send, mut recv) = raw.open_bi().await.unwrap();
-        send.write_all(CLIENT_SETUP).await.unwrap();
-        let mut got = Vec::new();
-        while got.len() < SERVER_SETUP.len() {
-            got.extend_from_slice(&recv.read_chunk(64).await.unwrap().unwrap());
-        }
-        assert_eq!(got, SERVER_SETUP);
-        (send, recv)
-    };
-    let (session, stream) = tokio::join!(Session::accept_with(theirs, options), handshake);
-    (raw, session.unwrap(), stream)
-}
-
-/// A raw server that has done SETUP with literal bytes against a client session.
-async fn raw_server() -> (Connection, Session, (SendStream, RecvStream)) {
-    let (raw, theirs) = memory::pair();
-    let handshake = async {
-        let (mut send, mut recv) = raw.accept_bi().await.unwrap();
-        let mut got = Vec::new();
-        while got.len() < CLIENT_SETUP.len() {
-            got.extend_from_slice(&recv.read_chunk(64).await.unwrap().unwrap());
-        }
-        assert_eq!(got, CLIENT_SETUP);
-        send.write_all(SERVER_SETUP).await.unwrap();
-        (send, recv)
-    };
-    let (session, stream) = tokio::join!(Session::connect(theirs), handshake);
-    (raw, session.unwrap(), stream)
-}
+use moq_transfork::{Encode, Error, GroupOrder, Session, SessionOptions};
 
 #[tokio::test(start_paused = true)]
 async fn setup_bytes_both_ways() {

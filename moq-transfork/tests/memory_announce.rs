@@ -1,0 +1,200 @@
+//! Announce streams against a hand-driven peer over the in-memory transport, with the clock
+//! paused: the caps on what a peer may announce and ask for, and the order of what we send.
+
+mod memory_common;
+
+use std::collections::BTreeSet;
+
+use bytes::BytesMut;
+use futures::FutureExt;
+use memory_common::{encode, path, raw_client, raw_server, settle, within, Messages};
+use moq_transfork::message::{Announce, AnnouncePlease, BiStream};
+use moq_transfork::model::{AnnouncedProducer, Track};
+use moq_transfork::transport::memory::Config;
+use moq_transfork::transport::{Connection, SendStream};
+use moq_transfork::{Encode, Error, Path, SessionOptions};
+
+/// `MAX_ANNOUNCED_PATHS`: the most paths one announce stream from the peer may hold active.
+const MAX_ANNOUNCED_PATHS: usize = 65_536;
+/// `MAX_ANNOUNCE_REQUESTS`: the most announce requests a session serves at once.
+const MAX_ANNOUNCE_REQUESTS: usize = 32;
+
+/// Opens an announce stream for every path and sends ANNOUNCE_PLEASE.
+async fn announce_please(raw: &Connection) -> (SendStream, Messages) {
+    let (mut send, recv) = raw.open_bi().await.unwrap();
+    let please = AnnouncePlease {
+        prefix: Path::new(),
+    };
+    send.write_chunk(encode(&[&|b| BiStream::Announce.encode(b), &|b| {
+        please.encode(b)
+    }]))
+    .await
+    .unwrap();
+    (send, Messages::new(recv))
+}
+
+fn active(name: &str) -> Announce {
+    Announce::Active {
+        suffix: path(&[name]),
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn more_than_max_announced_paths_on_one_stream_is_a_protocol_violation() {
+    let (raw, client, _stream) = raw_server().await;
+    let _announced = client.announced(Path::new());
+    let (mut send, recv) = raw.accept_bi().await.unwrap();
+    let mut request = Messages::new(recv);
+    assert_eq!(
+        request.next::<BiStream>().await,
+        Ok(Some(BiStream::Announce))
+    );
+    request.next::<AnnouncePlease>().await.unwrap().unwrap();
+
+    // Exactly the cap is accepted...
+    let mut batch = BytesMut::new();
+    for i in 0..MAX_ANNOUNCED_PATHS {
+        active(&format!("p{i}")).encode(&mut batch);
+    }
+    send.write_chunk(batch.freeze()).await.unwrap();
+    settle().await;
+    assert!(
+        send.stopped().now_or_never().is_none(),
+        "stopped at the cap"
+    );
+
+    // ...one more path is a protocol violation: the stream is reset and stopped with 15.
+    send.write_chunk(encode(&[&|b| active("one-too-many").encode(b)]))
+        .await
+        .unwrap();
+    assert_eq!(
+        within("STOP_SENDING", send.stopped()).await,
+        Ok(Some(Error::ProtocolViolation.code()))
+    );
+    assert_eq!(Error::ProtocolViolation.code(), 15);
+    assert_eq!(
+        request.next::<Announce>().await,
+        Err(Error::ProtocolViolation)
+    );
+}
+
+#[tokio::test(start_paused = true)]
+async fn announce_requests_beyond_the_cap_are_refused_and_the_others_served() {
+    let (raw, server, _stream) = raw_client(Config::default(), SessionOptions::default()).await;
+    let mut requests = Vec::new();
+    for _ in 0..MAX_ANNOUNCE_REQUESTS {
+        requests.push(announce_please(&raw).await);
+        settle().await;
+    }
+
+    // The 33rd is reset, and stopped, with ProtocolViolation.
+    let (mut send, mut refused) = announce_please(&raw).await;
+    assert_eq!(
+        within("the reset", refused.next::<Announce>()).await,
+        Err(Error::ProtocolViolation)
+    );
+    assert_eq!(
+        send.stopped().await,
+        Ok(Some(Error::ProtocolViolation.code()))
+    );
+
+    // The first 32 are served: each hears of a track published now.
+    let (_producer, consumer) = Track::new(path(&["news"])).produce();
+    server.publish(consumer).unwrap();
+    for (_, replies) in &mut requests {
+        assert_eq!(
+            within("ANNOUNCE", replies.next::<Announce>()).await,
+            Ok(Some(active("news")))
+        );
+    }
+
+    // A request that ends gives its place back.
+    let (mut send, mut replies) = requests.remove(0);
+    send.finish().unwrap();
+    assert_eq!(
+        within("the FIN", replies.next::<Announce>()).await,
+        Ok(None)
+    );
+    let (_send, mut replies) = announce_please(&raw).await;
+    assert_eq!(
+        within("ANNOUNCE", replies.next::<Announce>()).await,
+        Ok(Some(active("news")))
+    );
+}
+
+/// Reads ANNOUNCEs until `last` is announced, checking each against the paths announced so
+/// far: `active` only for a path that is not active, `ended` only for one that is.
+async fn follow_until(replies: &mut Messages, active: &mut BTreeSet<Path>, last: &Path) {
+    loop {
+        let announce = within("ANNOUNCE", replies.next::<Announce>())
+            .await
+            .unwrap()
+            .expect("an ANNOUNCE");
+        match announce {
+            Announce::Active { suffix } => {
+                assert!(active.insert(suffix.clone()), "active {suffix} twice");
+                if &suffix == last {
+                    return;
+                }
+            }
+            Announce::Ended { suffix } => {
+                assert!(active.remove(&suffix), "ended {suffix} before active");
+            }
+            Announce::Live => panic!("live sent"),
+        }
+    }
+}
+
+/// The wire stays consistent (spec §5.2) when paths change within one batch.
+///
+/// This cannot catch the batching bug fixed in `net_changes` (a path announced and ended within
+/// one batch went out as `ended` then `active`): on this single-threaded runtime the batch is
+/// gathered in one poll, and a path can only go from inactive to active and back within it if
+/// another thread unannounces between the first event and the rest. The unit tests of
+/// `net_changes` in `session/publisher.rs` cover that case.
+#[tokio::test(start_paused = true)]
+async fn announcements_that_change_within_a_batch_stay_consistent_on_the_wire() {
+    // Two sources besides the session's own tracks, offering overlapping paths.
+    let (a, b) = (AnnouncedProducer::new(), AnnouncedProducer::new());
+    let options = SessionOptions {
+        announce: vec![a.clone(), b.clone()],
+        ..Default::default()
+    };
+    let (raw, server, _stream) = raw_client(Config::default(), options).await;
+    let (_send, mut replies) = announce_please(&raw).await;
+    settle().await;
+    let mut seen = BTreeSet::new();
+
+    // A track published and ended at once, other paths that appear, vanish and move between
+    // sources, all within one batch.
+    let (producer, consumer) = Track::new(path(&["flash"])).produce();
+    server.publish(consumer).unwrap();
+    drop(producer);
+    a.announce(path(&["x"]));
+    b.announce(path(&["x"]));
+    a.unannounce(&path(&["x"]));
+    b.announce(path(&["y"]));
+    b.unannounce(&path(&["y"]));
+    a.announce(path(&["y"]));
+    a.announce(path(&["z-mark-1"]));
+    follow_until(&mut replies, &mut seen, &path(&["z-mark-1"])).await;
+    // Within a batch additions come in path order, so the marker (last in order) ends it.
+    for name in ["x", "y", "z-mark-1"] {
+        assert!(seen.contains(&path(&[name])), "{name} not active");
+    }
+    settle().await;
+
+    // The last source of a path ends it; a path another source takes over stays active (the
+    // wire may end and announce it again, as sources are polled in turn).
+    b.unannounce(&path(&["x"]));
+    b.announce(path(&["y"]));
+    a.unannounce(&path(&["y"]));
+    let (producer, consumer) = Track::new(path(&["z-mark-2"])).produce();
+    server.publish(consumer).unwrap();
+    follow_until(&mut replies, &mut seen, &path(&["z-mark-2"])).await;
+    assert_eq!(
+        seen,
+        BTreeSet::from([path(&["z-mark-1"]), path(&["z-mark-2"]), path(&["y"])])
+    );
+    drop(producer);
+}

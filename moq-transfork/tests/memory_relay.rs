@@ -1,0 +1,125 @@
+//! A relay over the in-memory transport, with the clock paused: [`Origins`] routes the
+//! subscriptions of downstream sessions to a hand-driven origin.
+
+mod memory_common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures::FutureExt;
+use memory_common::{encode, frame, path, raw_server, settle, within, Messages};
+use moq_transfork::message::{
+    Announce, AnnouncePlease, BiStream, GroupHeader, Info, Subscribe, UniStream,
+};
+use moq_transfork::model::Track;
+use moq_transfork::transport::memory;
+use moq_transfork::{Encode, GroupOrder, Origins, Path, Session, SessionOptions};
+
+/// A viewer's session and the relay's end of it, whose router is `origins`.
+async fn viewer(origins: &Origins) -> (Session, Session) {
+    let (a, b) = memory::pair();
+    let options = SessionOptions {
+        router: Some(Arc::new(origins.clone())),
+        ..Default::default()
+    };
+    tokio::try_join!(Session::connect(a), Session::accept_with(b, options)).expect("SETUP")
+}
+
+#[tokio::test(start_paused = true)]
+async fn upstream_subscriptions_ask_neutral_preferences() {
+    let live = path(&["live"]);
+
+    // The relay's session to a hand-driven origin, which announces one path.
+    let (raw, upstream, _stream) = raw_server().await;
+    let origins = Origins::new();
+    tokio::spawn({
+        let (origins, upstream) = (origins.clone(), upstream.clone());
+        async move { origins.serve(&upstream, Path::new()).await }
+    });
+    let (mut announce, recv) = raw.accept_bi().await.unwrap();
+    let mut please = Messages::new(recv);
+    assert_eq!(
+        please.next::<BiStream>().await,
+        Ok(Some(BiStream::Announce))
+    );
+    please.next::<AnnouncePlease>().await.unwrap().unwrap();
+    let active = Announce::Active {
+        suffix: live.clone(),
+    };
+    announce
+        .write_chunk(encode(&[&|b| active.encode(b)]))
+        .await
+        .unwrap();
+    settle().await;
+    assert!(origins.contains(&live));
+
+    // The first viewer asks for priority 7 and groups that expire after 1 ms.
+    let first = viewer(&origins).await;
+    let mut early = first.0.subscribe(
+        Track::new(live.clone())
+            .with_priority(7)
+            .with_group_expires(Duration::from_millis(1)),
+    );
+
+    // The relay's SUBSCRIBE upstream is shared by every viewer, so it asks for none of that.
+    let (mut send, recv) = within("SUBSCRIBE", raw.accept_bi()).await.unwrap();
+    let mut request = Messages::new(recv);
+    assert_eq!(
+        request.next::<BiStream>().await,
+        Ok(Some(BiStream::Subscribe))
+    );
+    let subscribe: Subscribe = request.next().await.unwrap().unwrap();
+    assert_eq!(subscribe.path, live);
+    assert_eq!(subscribe.priority, 0);
+    assert_eq!(subscribe.group_order, GroupOrder::Descending);
+    assert_eq!(subscribe.group_expires, Duration::ZERO);
+
+    // The origin sends group 0; the first viewer gets it at once.
+    let info = Info {
+        priority: 0,
+        group_order: GroupOrder::Descending,
+        group_expires: Duration::ZERO,
+        group_latest: 0,
+    };
+    send.write_chunk(encode(&[&|b| info.encode(b)]))
+        .await
+        .unwrap();
+    let header = GroupHeader {
+        subscribe: subscribe.id,
+        sequence: 0,
+    };
+    let mut group = raw.open_uni().await.unwrap();
+    group
+        .write_chunk(encode(&[&|b| UniStream::Group.encode(b), &|b| {
+            header.encode(b)
+        }]))
+        .await
+        .unwrap();
+    group.write_chunk(frame(b"zero")).await.unwrap();
+    group.finish().unwrap();
+    let mut received = within("group 0", early.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.read_frame().await, Ok(Some(Bytes::from("zero"))));
+
+    // Much later than 1 ms, a second viewer with no expiry still gets that group: the
+    // relay's copy did not take the first viewer's expiry.
+    tokio::time::advance(Duration::from_millis(50)).await;
+    let second = viewer(&origins).await;
+    let mut late = second.0.subscribe(Track::new(live.clone()));
+    let mut received = within("group 0 for the second viewer", late.next_group())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(received.sequence(), 0);
+    assert_eq!(received.read_frame().await, Ok(Some(Bytes::from("zero"))));
+
+    // Both viewers share the one upstream subscription.
+    settle().await;
+    assert!(
+        raw.accept_bi().now_or_never().is_none(),
+        "a second SUBSCRIBE"
+    );
+}
