@@ -7,10 +7,10 @@
 
 use std::path::PathBuf;
 use std::process::Stdio;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
+use moq_test_support::{free_udp_port, write_certificate, TempDir, LOOPBACK_NAMES};
 use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig};
 use moq_transfork::{
     Announced, AnnouncedConsumer, Path, Session, Track, TrackConsumer, TrackProducer,
@@ -36,39 +36,26 @@ async fn wait<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     within(WAIT, what, fut).await
 }
 
-/// A free UDP port on 127.0.0.1: cluster nodes must know each other's address up front.
-fn free_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("local address").port()
-}
-
 fn name(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
 
 /// A scratch directory with one certificate for localhost and 127.0.0.1, removed on drop.
 struct Certs {
-    dir: PathBuf,
+    _dir: TempDir,
     cert: PathBuf,
     key: PathBuf,
 }
 
 impl Certs {
     fn new() -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "moq-cluster-test-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).expect("temp dir");
-        let generated =
-            rcgen::generate_simple_self_signed(vec!["localhost".into(), "127.0.0.1".into()])
-                .expect("generate certificate");
-        let (cert, key) = (dir.join("cert.pem"), dir.join("key.pem"));
-        std::fs::write(&cert, generated.cert.pem()).expect("write cert");
-        std::fs::write(&key, generated.signing_key.serialize_pem()).expect("write key");
-        Self { dir, cert, key }
+        let dir = TempDir::new("cluster");
+        let (cert, key) = write_certificate(dir.path(), "cert", LOOPBACK_NAMES);
+        Self {
+            _dir: dir,
+            cert,
+            key,
+        }
     }
 
     /// A client endpoint that verifies relays against the test certificate.
@@ -79,12 +66,6 @@ impl Certs {
             client: ClientTls::with_roots(std::slice::from_ref(&self.cert)).expect("roots"),
         })
         .expect("client endpoint")
-    }
-}
-
-impl Drop for Certs {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -307,7 +288,12 @@ async fn first_frame(track: &mut TrackConsumer) -> String {
 async fn mesh_delivers_every_frame_and_deduplicates_across_relays() {
     let certs = Certs::new();
     let client = certs.client();
-    let (r, a, b, c) = (free_port(), free_port(), free_port(), free_port());
+    let (r, a, b, c) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+    );
     let root = Relay::start("root", &certs, r, None, true).await;
     let node_a = Relay::start("A", &certs, a, Some(r), true).await;
     let node_b = Relay::start("B", &certs, b, Some(r), true).await;
@@ -400,7 +386,12 @@ async fn mesh_delivers_every_frame_and_deduplicates_across_relays() {
 async fn dead_member_is_withdrawn_everywhere_and_rejoins() {
     let certs = Certs::new();
     let client = certs.client();
-    let (r, a, b, c) = (free_port(), free_port(), free_port(), free_port());
+    let (r, a, b, c) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+    );
     let root = Relay::start("root", &certs, r, None, true).await;
     let mut node_a = Relay::start("A", &certs, a, Some(r), true).await;
     let node_b = Relay::start("B", &certs, b, Some(r), true).await;
@@ -458,7 +449,12 @@ async fn dead_member_is_withdrawn_everywhere_and_rejoins() {
 async fn media_survives_the_root_and_discovery_resumes() {
     let certs = Certs::new();
     let client = certs.client();
-    let (r, a, b, d) = (free_port(), free_port(), free_port(), free_port());
+    let (r, a, b, d) = (
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+        free_udp_port(),
+    );
     // A root without --cluster-node: it reaches the members but offers nothing itself.
     let mut root = Relay::start("root", &certs, r, None, false).await;
     let node_a = Relay::start("A", &certs, a, Some(r), true).await;

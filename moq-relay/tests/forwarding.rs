@@ -4,7 +4,10 @@
 mod common;
 
 use bytes::Bytes;
-use common::{expect_announcement, path, timeout, wait_announced, Publisher, Relay, SCHEMES};
+use common::{
+    expect_announcement, next_frame, next_group, path, timeout, wait_announced, Publisher, Relay,
+    SCHEMES,
+};
 use moq_transfork::{Announced, Error, Track};
 use tokio::sync::mpsc;
 
@@ -109,52 +112,34 @@ async fn late_joiner_and_fetch_are_served_from_the_cache() {
         let mut old = publisher.producer.append_group().unwrap();
         old.write_frame(Bytes::from_static(b"old"));
         old.finish();
-        let mut group = timeout("group 0", consumer.next_group())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut group = next_group("group 0", &mut consumer).await;
         assert_eq!(group.sequence(), 0, "{scheme}");
-        assert_eq!(
-            timeout("old", group.read_frame()).await.unwrap().unwrap(),
-            "old"
-        );
+        assert_eq!(next_frame("old", &mut group).await, "old");
         let mut current = publisher.producer.append_group().unwrap();
         current.write_frame(Bytes::from_static(b"f0"));
         current.write_frame(Bytes::from_static(b"f1"));
         // The early subscriber reads up to the second frame of group 1.
         let mut group = loop {
-            let group = timeout("group", consumer.next_group())
-                .await
-                .unwrap()
-                .unwrap();
+            let group = next_group("group", &mut consumer).await;
             if group.sequence() == 1 {
                 break group;
             }
         };
         for expected in ["f0", "f1"] {
-            let frame = timeout("frame", group.read_frame()).await.unwrap().unwrap();
+            let frame = next_frame("frame", &mut group).await;
             assert_eq!(frame, expected, "{scheme}");
         }
 
         let late = relay.session(scheme).await;
         let mut late_consumer = late.subscribe(Track::new(track.clone()));
-        let mut late_group = timeout("late group", late_consumer.next_group())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut late_group = next_group("late group", &mut late_consumer).await;
         assert_eq!(late_group.sequence(), 1, "{scheme}");
         for expected in ["f0", "f1"] {
-            let frame = timeout("late frame", late_group.read_frame())
-                .await
-                .unwrap()
-                .unwrap();
+            let frame = next_frame("late frame", &mut late_group).await;
             assert_eq!(frame, expected, "{scheme}");
         }
         current.write_frame(Bytes::from_static(b"f2"));
-        let frame = timeout("live frame", late_group.read_frame())
-            .await
-            .unwrap()
-            .unwrap();
+        let frame = next_frame("live frame", &mut late_group).await;
         assert_eq!(frame, "f2", "{scheme}");
         assert_eq!(
             publisher.routed(),
@@ -165,22 +150,13 @@ async fn late_joiner_and_fetch_are_served_from_the_cache() {
         // FETCH of a cached group, from frame 1, answered by the relay.
         let mut fetched = late.fetch(track.clone(), 0, 1, 1).unwrap();
         for expected in ["f1", "f2"] {
-            let frame = timeout("fetched frame", fetched.read_frame())
-                .await
-                .unwrap()
-                .unwrap();
+            let frame = next_frame("fetched frame", &mut fetched).await;
             assert_eq!(frame, expected, "{scheme}");
         }
         current.finish();
         assert_eq!(timeout("fetch end", fetched.read_frame()).await, Ok(None));
         let mut old = late.fetch(track.clone(), 0, 0, 0).unwrap();
-        assert_eq!(
-            timeout("old group", old.read_frame())
-                .await
-                .unwrap()
-                .unwrap(),
-            "old"
-        );
+        assert_eq!(next_frame("old group", &mut old).await, "old");
         let mut missing = late.fetch(track.clone(), 0, 9, 0).unwrap();
         assert_eq!(
             timeout("missing group", missing.read_frame()).await,
@@ -251,17 +227,8 @@ async fn publisher_disconnect_and_reconnect() {
         let mut consumer = subscriber.subscribe(Track::new(track.clone()));
         let mut group = publisher.producer.append_group().unwrap();
         group.write_frame(Bytes::from_static(b"first"));
-        let mut received = timeout("group", consumer.next_group())
-            .await
-            .unwrap()
-            .unwrap();
-        assert_eq!(
-            timeout("frame", received.read_frame())
-                .await
-                .unwrap()
-                .unwrap(),
-            "first"
-        );
+        let mut received = next_group("group", &mut consumer).await;
+        assert_eq!(next_frame("frame", &mut received).await, "first");
 
         // The publisher goes away mid-group.
         publisher.session.close(Error::Cancel);
@@ -282,18 +249,9 @@ async fn publisher_disconnect_and_reconnect() {
         let mut consumer = subscriber.subscribe(Track::new(track.clone()));
         let mut group = publisher.producer.create_group(7).unwrap();
         group.write_frame(Bytes::from_static(b"again"));
-        let mut received = timeout("group", consumer.next_group())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut received = next_group("group", &mut consumer).await;
         assert_eq!(received.sequence(), 7, "{scheme}");
-        assert_eq!(
-            timeout("frame", received.read_frame())
-                .await
-                .unwrap()
-                .unwrap(),
-            "again"
-        );
+        assert_eq!(next_frame("frame", &mut received).await, "again");
         assert_eq!(publisher.routed(), 1, "{scheme}");
     }
 }
@@ -312,17 +270,8 @@ async fn garbage_from_one_client_does_not_disturb_the_others() {
     let mut consumer = subscriber.subscribe(Track::new(track.clone()));
     let mut group = publisher.producer.append_group().unwrap();
     group.write_frame(Bytes::from_static(b"before"));
-    let mut received = timeout("group", consumer.next_group())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        timeout("frame", received.read_frame())
-            .await
-            .unwrap()
-            .unwrap(),
-        "before"
-    );
+    let mut received = next_group("group", &mut consumer).await;
+    assert_eq!(next_frame("frame", &mut received).await, "before");
 
     for scheme in SCHEMES {
         // A first stream that is not a session stream: the relay refuses the connection.
@@ -367,24 +316,12 @@ async fn garbage_from_one_client_does_not_disturb_the_others() {
         // The publisher and the subscriber carry on.
         let text = format!("after {scheme}");
         group.write_frame(Bytes::from(text.clone()));
-        let frame = timeout("frame after garbage", received.read_frame())
-            .await
-            .unwrap()
-            .unwrap();
+        let frame = next_frame("frame after garbage", &mut received).await;
         assert_eq!(frame, text);
     }
     // And new sessions still work.
     let late = relay.session("moqf").await;
     let mut late_consumer = late.subscribe(Track::new(track));
-    let mut late_group = timeout("late group", late_consumer.next_group())
-        .await
-        .unwrap()
-        .unwrap();
-    assert_eq!(
-        timeout("frame", late_group.read_frame())
-            .await
-            .unwrap()
-            .unwrap(),
-        "before"
-    );
+    let mut late_group = next_group("late group", &mut late_consumer).await;
+    assert_eq!(next_frame("frame", &mut late_group).await, "before");
 }

@@ -7,7 +7,9 @@ use std::process::Stdio;
 use std::time::Duration;
 
 use bytes::Bytes;
-use common::{path, timeout, write_certificate, Publisher, Relay, TempDir, SCHEMES};
+use common::{
+    next_frame, next_group, path, timeout, write_certificate, Publisher, Relay, TempDir, SCHEMES,
+};
 use moq_transfork::transport::ClientTls;
 use moq_transfork::{Error, Session, Track};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -26,6 +28,19 @@ async fn failing_relay(args: &[&str]) -> String {
     .unwrap();
     assert!(!output.status.success(), "the relay should fail: {args:?}");
     String::from_utf8(output.stderr).unwrap()
+}
+
+/// Runs the relay on 127.0.0.1 with `cert` and `key` and expects it to fail: returns its stderr.
+async fn failing_relay_with_tls(cert: &std::path::Path, key: &std::path::Path) -> String {
+    failing_relay(&[
+        "--bind",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        key.to_str().unwrap(),
+    ])
+    .await
 }
 
 /// Expects exactly one line on stderr, an error naming `needle`.
@@ -85,8 +100,8 @@ async fn banner_names_both_urls_and_the_fingerprint_served_over_http() {
 #[tokio::test]
 async fn real_certificates_are_chosen_by_sni() {
     let dir = TempDir::new("sni");
-    let (other_cert, other_key) = write_certificate(&dir.0, "other", &["other.test"]);
-    let (local_cert, local_key) = write_certificate(&dir.0, "local", &["localhost"]);
+    let (other_cert, other_key) = write_certificate(dir.path(), "other", &["other.test"]);
+    let (local_cert, local_key) = write_certificate(dir.path(), "local", &["localhost"]);
     // The localhost certificate is first: a relay that ignored SNI would show the last one.
     let relay = Relay::start_with(&[
         "--tls-cert",
@@ -146,34 +161,18 @@ async fn a_port_in_use_is_one_clear_error() {
 #[tokio::test]
 async fn a_missing_certificate_is_one_clear_error() {
     let dir = TempDir::new("missing");
-    let (_, key) = write_certificate(&dir.0, "real", &["localhost"]);
-    let missing = dir.0.join("nope.crt");
-    let stderr = failing_relay(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--tls-cert",
-        missing.to_str().unwrap(),
-        "--tls-key",
-        key.to_str().unwrap(),
-    ])
-    .await;
+    let (_, key) = write_certificate(dir.path(), "real", &["localhost"]);
+    let missing = dir.path().join("nope.crt");
+    let stderr = failing_relay_with_tls(&missing, &key).await;
     assert_one_error_line(&stderr, "nope.crt");
 }
 
 #[tokio::test]
 async fn a_key_that_does_not_match_is_one_clear_error() {
     let dir = TempDir::new("mismatch");
-    let (cert, _) = write_certificate(&dir.0, "a", &["localhost"]);
-    let (_, other_key) = write_certificate(&dir.0, "b", &["localhost"]);
-    let stderr = failing_relay(&[
-        "--bind",
-        "127.0.0.1:0",
-        "--tls-cert",
-        cert.to_str().unwrap(),
-        "--tls-key",
-        other_key.to_str().unwrap(),
-    ])
-    .await;
+    let (cert, _) = write_certificate(dir.path(), "a", &["localhost"]);
+    let (_, other_key) = write_certificate(dir.path(), "b", &["localhost"]);
+    let stderr = failing_relay_with_tls(&cert, &other_key).await;
     assert_one_error_line(&stderr, "does not match");
 }
 
@@ -192,15 +191,9 @@ async fn the_cache_budget_bounds_what_the_relay_keeps() {
         let mut group = publisher.producer.create_group(sequence).unwrap();
         group.write_frame(Bytes::from(vec![sequence as u8; FRAME]));
         group.finish();
-        let mut received = timeout("group", consumer.next_group())
-            .await
-            .unwrap()
-            .unwrap();
+        let mut received = next_group("group", &mut consumer).await;
         assert_eq!(received.sequence(), sequence);
-        let frame = timeout("frame", received.read_frame())
-            .await
-            .unwrap()
-            .unwrap();
+        let frame = next_frame("frame", &mut received).await;
         assert_eq!(frame.len(), FRAME);
     }
     let mut old = subscriber.fetch(track.clone(), 0, 0, 0).unwrap();
@@ -209,9 +202,6 @@ async fn the_cache_budget_bounds_what_the_relay_keeps() {
         Err(Error::NotFound)
     );
     let mut latest = subscriber.fetch(track.clone(), 0, 3, 0).unwrap();
-    let frame = timeout("latest group", latest.read_frame())
-        .await
-        .unwrap()
-        .unwrap();
+    let frame = next_frame("latest group", &mut latest).await;
     assert_eq!(frame.len(), FRAME);
 }

@@ -61,6 +61,20 @@ async fn handshake(conn: &Connection) -> (SendStream, RecvStream) {
     (send, recv)
 }
 
+/// Connects a raw client to `addr`, exchanges the literal handshake, and waits for the server
+/// session `accepted`. Returns the client endpoint, the connection, its session stream (which
+/// keeps the session alive) and the server session.
+async fn connect_and_handshake(
+    scheme: &str,
+    addr: SocketAddr,
+    accepted: tokio::task::JoinHandle<Result<Session, Error>>,
+) -> (Endpoint, Connection, (SendStream, RecvStream), Session) {
+    let (client, conn) = common::connect_raw(scheme, addr).await;
+    let session_stream = handshake(&conn).await;
+    let server = timeout("accept", accepted).await.unwrap().unwrap();
+    (client, conn, session_stream, server)
+}
+
 /// Sends `bytes` on a new bidi stream and returns how the server answered.
 async fn request(conn: &Connection, bytes: &[u8]) -> Result<Vec<u8>, Error> {
     let (mut send, mut recv) = timeout("open", conn.open_bi()).await?;
@@ -73,9 +87,8 @@ async fn bad_streams_are_reset_and_the_session_lives() {
     common::init_tracing();
     for scheme in SCHEMES {
         let (_endpoint, addr, accepted) = serve();
-        let (_client, conn) = common::connect_raw(scheme, addr).await;
-        let _session_stream = handshake(&conn).await;
-        let server = timeout("accept", accepted).await.unwrap().unwrap();
+        let (_client, conn, _session_stream, server) =
+            connect_and_handshake(scheme, addr, accepted).await;
 
         // An unknown bidi stream type: reset with Decode (spec §5).
         assert!(
@@ -161,9 +174,8 @@ async fn first_stream_must_be_the_session_stream() {
 async fn a_group_for_an_unknown_subscription_is_stopped_with_cancel() {
     for scheme in SCHEMES {
         let (_endpoint, addr, accepted) = serve();
-        let (_client, conn) = common::connect_raw(scheme, addr).await;
-        let _session_stream = handshake(&conn).await;
-        let _server = timeout("accept", accepted).await.unwrap().unwrap();
+        let (_client, conn, _session_stream, _server) =
+            connect_and_handshake(scheme, addr, accepted).await;
         // Spec §14.14: a group stream for subscribe id 0, which the server never made.
         let mut uni = conn.open_uni().await.unwrap();
         uni.write_all(&[0x00, 0x00, 0x07, 0x06, b'h', b'e', b'l', b'l', b'o', b' '])
@@ -212,9 +224,8 @@ async fn a_subscriber_that_stops_reading_gets_old_groups_dropped() {
     common::init_tracing();
     for scheme in SCHEMES {
         let (_endpoint, addr, accepted) = serve();
-        let (_client, conn) = common::connect_raw(scheme, addr).await;
-        let _session_stream = handshake(&conn).await;
-        let server = timeout("accept", accepted).await.unwrap().unwrap();
+        let (_client, conn, _session_stream, server) =
+            connect_and_handshake(scheme, addr, accepted).await;
         let (producer, consumer) = Track::new(Path::from_iter(["clock"])).produce();
         server.publish(consumer).unwrap();
 
@@ -271,9 +282,8 @@ async fn a_subscriber_that_keeps_up_gets_no_group_drop() {
     for scheme in SCHEMES {
         let (endpoint, addr, accepted) = serve();
         let proxy = DelayProxy::start(addr, std::time::Duration::from_millis(30)).await;
-        let (_client, conn) = common::connect_raw(scheme, proxy.addr).await;
-        let _session_stream = handshake(&conn).await;
-        let publisher = timeout("accept", accepted).await.unwrap().unwrap();
+        let (_client, conn, _session_stream, publisher) =
+            connect_and_handshake(scheme, proxy.addr, accepted).await;
         let (producer, consumer) =
             moq_transfork::Track::new(moq_transfork::Path::from_iter(["clock"])).produce();
         publisher.publish(consumer).unwrap();

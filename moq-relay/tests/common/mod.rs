@@ -1,13 +1,10 @@
 //! Shared set-up for the relay's integration tests: the real `moq-relay` binary on loopback,
 //! and clients built on the moq-transfork library.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::path::{Path as FsPath, PathBuf};
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::Duration;
 
 use bytes::Bytes;
 use moq_transfork::transport::{ClientTls, Connection, Endpoint, EndpointConfig};
@@ -15,26 +12,10 @@ use moq_transfork::{Path, Session, SessionOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
 use tokio::process::{Child, Command};
 
-/// Every wait in a test is bounded by this.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// The two URL schemes, one per transport.
-pub const SCHEMES: [&str; 2] = ["https", "moqf"];
-
-/// Awaits `fut`, failing the test if it takes longer than [`TIMEOUT`].
-pub async fn timeout<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(TIMEOUT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// Installs a test tracing subscriber once (RUST_LOG controls it).
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
-}
+pub use moq_test_support::{
+    init_tracing, is_clock_line, reference_binary, spawn_lines, timeout, write_certificate,
+    TempDir, SCHEMES, TIMEOUT,
+};
 
 /// A path from its parts.
 pub fn path(parts: &[&str]) -> Path {
@@ -88,14 +69,9 @@ impl Relay {
         }
         command.args(args);
         // Relay logs go to the test output only when asked for.
-        let stderr = if std::env::var_os("RUST_LOG").is_some() {
-            Stdio::inherit()
-        } else {
-            Stdio::null()
-        };
         let mut child = command
             .stdout(Stdio::piped())
-            .stderr(stderr)
+            .stderr(moq_test_support::stderr())
             .kill_on_drop(true)
             .spawn()
             .expect("start moq-relay");
@@ -184,42 +160,19 @@ impl Relay {
     }
 }
 
-/// A scratch directory removed on drop.
-pub struct TempDir(pub PathBuf);
-
-impl TempDir {
-    pub fn new(tag: &str) -> Self {
-        static NEXT: AtomicU64 = AtomicU64::new(0);
-        let dir = std::env::temp_dir().join(format!(
-            "moq-relay-test-{tag}-{}-{}",
-            std::process::id(),
-            NEXT.fetch_add(1, Ordering::Relaxed)
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        Self(dir)
-    }
+/// The next group of `track`, failing the test if the track ends, fails, or takes longer than
+/// [`TIMEOUT`].
+pub async fn next_group(
+    what: &str,
+    track: &mut moq_transfork::TrackConsumer,
+) -> moq_transfork::GroupConsumer {
+    timeout(what, track.next_group()).await.unwrap().unwrap()
 }
 
-impl Drop for TempDir {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_dir_all(&self.0);
-    }
-}
-
-/// A self-signed certificate for `names`, written as `<tag>.crt` and `<tag>.key` into `dir`.
-pub fn write_certificate(dir: &FsPath, tag: &str, names: &[&str]) -> (PathBuf, PathBuf) {
-    let names = names
-        .iter()
-        .map(|name| name.to_string())
-        .collect::<Vec<_>>();
-    let cert = rcgen::generate_simple_self_signed(names).expect("generate certificate");
-    let (cert_path, key_path) = (
-        dir.join(format!("{tag}.crt")),
-        dir.join(format!("{tag}.key")),
-    );
-    std::fs::write(&cert_path, cert.cert.pem()).unwrap();
-    std::fs::write(&key_path, cert.signing_key.serialize_pem()).unwrap();
-    (cert_path, key_path)
+/// The next frame of `group`, failing the test if the group ends, fails, or takes longer than
+/// [`TIMEOUT`].
+pub async fn next_frame(what: &str, group: &mut moq_transfork::GroupConsumer) -> Bytes {
+    timeout(what, group.read_frame()).await.unwrap().unwrap()
 }
 
 /// CLIENT_SETUP offering 0xff0bad02 on a new session stream (spec §14.1).
@@ -324,61 +277,4 @@ pub async fn expect_announcement(
         panic!("announcements ended before {event:?}");
     })
     .await;
-}
-
-/// A released binary from the reference-peer cache (`scripts/install-reference-peers.sh`):
-/// `$MOQ_REF_DIR/bin`, default `~/.cache/moq-ref/bin`.
-pub fn reference_binary(name: &str) -> PathBuf {
-    let dir = std::env::var_os("MOQ_REF_DIR")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            let home = std::env::var_os("HOME").expect("HOME is not set");
-            PathBuf::from(home).join(".cache/moq-ref")
-        });
-    let bin = dir.join("bin").join(name);
-    assert!(
-        bin.exists(),
-        "{} is missing: run `bash scripts/install-reference-peers.sh` first",
-        bin.display()
-    );
-    bin
-}
-
-/// A child process with its stdout as lines; killed when dropped.
-pub struct Lines {
-    pub child: Child,
-    pub lines: tokio::io::Lines<BufReader<tokio::process::ChildStdout>>,
-}
-
-/// Starts `program` with `args`, stdout piped, stderr shown only when RUST_LOG is set.
-pub fn spawn_lines(program: &FsPath, args: &[&str]) -> Lines {
-    let stderr = if std::env::var_os("RUST_LOG").is_some() {
-        Stdio::inherit()
-    } else {
-        Stdio::null()
-    };
-    let mut child = Command::new(program)
-        .args(args)
-        .stdout(Stdio::piped())
-        .stderr(stderr)
-        .kill_on_drop(true)
-        .spawn()
-        .unwrap_or_else(|err| panic!("start {}: {err}", program.display()));
-    let stdout = child.stdout.take().unwrap();
-    Lines {
-        child,
-        lines: BufReader::new(stdout).lines(),
-    }
-}
-
-/// True for a `YYYY-MM-DD HH:MM:SS` line, as both clocks print.
-pub fn is_clock_line(line: &str) -> bool {
-    let bytes = line.as_bytes();
-    bytes.len() == 19
-        && bytes.iter().enumerate().all(|(i, b)| match i {
-            4 | 7 => *b == b'-',
-            10 => *b == b' ',
-            13 | 16 => *b == b':',
-            _ => b.is_ascii_digit(),
-        })
 }

@@ -1,25 +1,12 @@
 //! Shared set-up for the integration tests: real QUIC endpoints on loopback.
-#![allow(dead_code, unreachable_pub)]
+#![allow(dead_code, unreachable_pub, unused_imports)]
 
-use std::future::Future;
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use moq_transfork::transport::{ClientTls, Connection, Endpoint, EndpointConfig, ServerTls};
 use moq_transfork::{Session, SessionOptions};
 
-/// Every wait in a test is bounded by this.
-pub const TIMEOUT: Duration = Duration::from_secs(10);
-
-/// Awaits `fut`, failing the test if it takes longer than [`TIMEOUT`].
-pub async fn timeout<F: Future>(what: &str, fut: F) -> F::Output {
-    tokio::time::timeout(TIMEOUT, fut)
-        .await
-        .unwrap_or_else(|_| panic!("timed out waiting for {what}"))
-}
-
-/// The two URL schemes, one per transport.
-pub const SCHEMES: [&str; 2] = ["https", "moqf"];
+pub use moq_test_support::{init_tracing, timeout, SCHEMES, TIMEOUT};
 
 /// A server endpoint on 127.0.0.1 with a fresh self-signed certificate.
 pub fn server() -> (Endpoint, SocketAddr) {
@@ -101,12 +88,4 @@ impl Pair {
             _endpoints: (server, client),
         }
     }
-}
-
-/// Installs a test tracing subscriber once (RUST_LOG controls it).
-pub fn init_tracing() {
-    let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::from_default_env())
-        .with_test_writer()
-        .try_init();
 }
