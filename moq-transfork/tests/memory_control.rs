@@ -7,8 +7,10 @@ mod memory_common;
 use std::time::Duration;
 
 use bytes::Bytes;
-use memory_common::{encode, path, raw_client, settle, subscribe, within, Messages, Upstream};
-use moq_transfork::message::{FrameHeader, GroupDrop, GroupHeader, Info, Subscribe, UniStream};
+use memory_common::{
+    encode, expect_group, path, raw_client, settle, subscribe, within, Messages, Upstream,
+};
+use moq_transfork::message::{FrameHeader, GroupDrop, Info, Subscribe};
 use moq_transfork::model::Track;
 use moq_transfork::transport::memory::Config;
 use moq_transfork::{Encode, SessionOptions};
@@ -87,14 +89,7 @@ async fn a_subscribe_written_one_byte_at_a_time_is_decoded() {
         .unwrap();
     assert_eq!(info.group_latest, 0);
     let mut group = Messages::new(within("the group", raw.accept_uni()).await.unwrap());
-    assert_eq!(group.next::<UniStream>().await, Ok(Some(UniStream::Group)));
-    assert_eq!(
-        group.next::<GroupHeader>().await,
-        Ok(Some(GroupHeader {
-            subscribe: 0,
-            sequence: 0
-        }))
-    );
+    expect_group(&mut group, 0, 0).await;
     assert_eq!(
         group.next::<FrameHeader>().await,
         Ok(Some(FrameHeader { size: 1 }))

@@ -8,10 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use memory_common::{encode, frame, path, raw_server, settle, within, Messages};
-use moq_transfork::message::{
-    Announce, AnnouncePlease, BiStream, GroupHeader, Info, Subscribe, UniStream,
+use memory_common::{
+    accept_subscribe, encode, frame, path, raw_server, send_info, settle, within, Messages,
 };
+use moq_transfork::message::{Announce, AnnouncePlease, BiStream, GroupHeader, UniStream};
 use moq_transfork::model::Track;
 use moq_transfork::transport::memory;
 use moq_transfork::{Encode, GroupOrder, Origins, Path, Session, SessionOptions};
@@ -63,28 +63,14 @@ async fn upstream_subscriptions_ask_neutral_preferences() {
     );
 
     // The relay's SUBSCRIBE upstream is shared by every viewer, so it asks for none of that.
-    let (mut send, recv) = within("SUBSCRIBE", raw.accept_bi()).await.unwrap();
-    let mut request = Messages::new(recv);
-    assert_eq!(
-        request.next::<BiStream>().await,
-        Ok(Some(BiStream::Subscribe))
-    );
-    let subscribe: Subscribe = request.next().await.unwrap().unwrap();
+    let (mut send, _request, subscribe) = within("SUBSCRIBE", accept_subscribe(&raw)).await;
     assert_eq!(subscribe.path, live);
     assert_eq!(subscribe.priority, 0);
     assert_eq!(subscribe.group_order, GroupOrder::Descending);
     assert_eq!(subscribe.group_expires, Duration::ZERO);
 
     // The origin sends group 0; the first viewer gets it at once.
-    let info = Info {
-        priority: 0,
-        group_order: GroupOrder::Descending,
-        group_expires: Duration::ZERO,
-        group_latest: 0,
-    };
-    send.write_chunk(encode(&[&|b| info.encode(b)]))
-        .await
-        .unwrap();
+    send_info(&mut send).await;
     let header = GroupHeader {
         subscribe: subscribe.id,
         sequence: 0,

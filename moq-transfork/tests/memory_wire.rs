@@ -8,7 +8,8 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use memory_common::{
-    encode, path, raw_client, raw_server, settle, subscribe, Messages, CLIENT_SETUP,
+    accept_subscribe, encode, expect_group, path, raw_client, raw_server, send_info, settle,
+    subscribe, Messages, CLIENT_SETUP,
 };
 use moq_transfork::message::{
     BiStream, FrameHeader, GroupDrop, GroupHeader, Info, Subscribe, UniStream,
@@ -16,7 +17,7 @@ use moq_transfork::message::{
 use moq_transfork::model::Track;
 use moq_transfork::transport::memory::{self, Config};
 use moq_transfork::transport::{Connection, RecvStream, SendStream};
-use moq_transfork::{Encode, Error, GroupOrder, Session, SessionOptions};
+use moq_transfork::{Encode, Error, Session, SessionOptions};
 
 #[tokio::test(start_paused = true)]
 async fn setup_bytes_both_ways() {
@@ -131,14 +132,7 @@ async fn unknown_bidi_stream_type_is_reset_with_decode_and_the_session_lives() {
     let info: Info = Messages::new(recv).next().await.unwrap().unwrap();
     assert_eq!(info.group_latest, 0);
     let mut group = Messages::new(raw.accept_uni().await.unwrap());
-    assert_eq!(group.next::<UniStream>().await, Ok(Some(UniStream::Group)));
-    assert_eq!(
-        group.next::<GroupHeader>().await,
-        Ok(Some(GroupHeader {
-            subscribe: 0,
-            sequence: 0
-        }))
-    );
+    expect_group(&mut group, 0, 0).await;
     assert_eq!(
         group.next::<FrameHeader>().await,
         Ok(None),
@@ -151,13 +145,7 @@ async fn one_subscribe_per_path_and_unsubscribe_is_fin_plus_stop() {
     let (raw, client, _stream) = raw_server().await;
     let a = client.subscribe(Track::new(path(&["dedup"])));
     let mut b = client.subscribe(Track::new(path(&["dedup"])));
-    let (mut send, recv) = raw.accept_bi().await.unwrap();
-    let mut request = Messages::new(recv);
-    assert_eq!(
-        request.next::<BiStream>().await,
-        Ok(Some(BiStream::Subscribe))
-    );
-    let subscribe: Subscribe = request.next().await.unwrap().unwrap();
+    let (mut send, mut request, subscribe) = accept_subscribe(&raw).await;
     assert_eq!(
         (subscribe.id, subscribe.path.clone()),
         (0, path(&["dedup"]))
@@ -169,15 +157,7 @@ async fn one_subscribe_per_path_and_unsubscribe_is_fin_plus_stop() {
     );
 
     // INFO, then a group: both consumers see it.
-    let info = Info {
-        priority: 0,
-        group_order: GroupOrder::Descending,
-        group_expires: Duration::ZERO,
-        group_latest: 0,
-    };
-    send.write_chunk(encode(&[&|b| info.encode(b)]))
-        .await
-        .unwrap();
+    send_info(&mut send).await;
     let mut group = raw.open_uni().await.unwrap();
     let header = GroupHeader {
         subscribe: 0,

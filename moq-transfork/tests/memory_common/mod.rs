@@ -97,6 +97,45 @@ impl Messages {
     }
 }
 
+/// Accepts the next bidi stream on `raw` and reads its SUBSCRIBE: returns our half of the
+/// stream, the peer's half after the SUBSCRIBE, and the SUBSCRIBE.
+pub async fn accept_subscribe(raw: &Connection) -> (SendStream, Messages, Subscribe) {
+    let (send, recv) = raw.accept_bi().await.unwrap();
+    let mut request = Messages::new(recv);
+    assert_eq!(
+        request.next::<BiStream>().await,
+        Ok(Some(BiStream::Subscribe))
+    );
+    let subscribe: Subscribe = request.next().await.unwrap().unwrap();
+    (send, request, subscribe)
+}
+
+/// Answers a SUBSCRIBE on `send` with INFO: neutral preferences and latest group 0.
+pub async fn send_info(send: &mut SendStream) {
+    let info = Info {
+        priority: 0,
+        group_order: GroupOrder::Descending,
+        group_expires: Duration::ZERO,
+        group_latest: 0,
+    };
+    send.write_chunk(encode(&[&|b| info.encode(b)]))
+        .await
+        .unwrap();
+}
+
+/// Reads the start of a group stream and checks that it is group `sequence` of subscription
+/// `subscribe`.
+pub async fn expect_group(group: &mut Messages, subscribe: u64, sequence: u64) {
+    assert_eq!(group.next::<UniStream>().await, Ok(Some(UniStream::Group)));
+    assert_eq!(
+        group.next::<GroupHeader>().await,
+        Ok(Some(GroupHeader {
+            subscribe,
+            sequence
+        }))
+    );
+}
+
 /// A raw client that has done SETUP with literal bytes against a server session.
 pub async fn raw_client(
     config: Config,
@@ -171,22 +210,8 @@ impl Upstream {
     pub async fn start(options: SessionOptions, track: Track) -> (Self, TrackConsumer) {
         let (raw, client, session_stream) = raw_server_with(options).await;
         let consumer = client.subscribe(track);
-        let (mut send, recv) = raw.accept_bi().await.unwrap();
-        let mut request = Messages::new(recv);
-        assert_eq!(
-            request.next::<BiStream>().await,
-            Ok(Some(BiStream::Subscribe))
-        );
-        let subscribe: Subscribe = request.next().await.unwrap().unwrap();
-        let info = Info {
-            priority: 0,
-            group_order: GroupOrder::Descending,
-            group_expires: Duration::ZERO,
-            group_latest: 0,
-        };
-        send.write_chunk(encode(&[&|b| info.encode(b)]))
-            .await
-            .unwrap();
+        let (mut send, request, subscribe) = accept_subscribe(&raw).await;
+        send_info(&mut send).await;
         let upstream = Self {
             raw,
             client,
