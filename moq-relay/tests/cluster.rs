@@ -36,6 +36,11 @@ async fn wait<F: std::future::Future>(what: &str, fut: F) -> F::Output {
     within(WAIT, what, fut).await
 }
 
+/// Four free UDP ports: cluster members must know each other's address up front.
+fn free_ports() -> [u16; 4] {
+    [(); 4].map(|()| free_udp_port())
+}
+
 fn name(port: u16) -> String {
     format!("127.0.0.1:{port}")
 }
@@ -288,12 +293,7 @@ async fn first_frame(track: &mut TrackConsumer) -> String {
 async fn mesh_delivers_every_frame_and_deduplicates_across_relays() {
     let certs = Certs::new();
     let client = certs.client();
-    let (r, a, b, c) = (
-        free_udp_port(),
-        free_udp_port(),
-        free_udp_port(),
-        free_udp_port(),
-    );
+    let [r, a, b, c] = free_ports();
     let root = Relay::start("root", &certs, r, None, true).await;
     let node_a = Relay::start("A", &certs, a, Some(r), true).await;
     let node_b = Relay::start("B", &certs, b, Some(r), true).await;
@@ -386,12 +386,7 @@ async fn mesh_delivers_every_frame_and_deduplicates_across_relays() {
 async fn dead_member_is_withdrawn_everywhere_and_rejoins() {
     let certs = Certs::new();
     let client = certs.client();
-    let (r, a, b, c) = (
-        free_udp_port(),
-        free_udp_port(),
-        free_udp_port(),
-        free_udp_port(),
-    );
+    let [r, a, b, c] = free_ports();
     let root = Relay::start("root", &certs, r, None, true).await;
     let mut node_a = Relay::start("A", &certs, a, Some(r), true).await;
     let node_b = Relay::start("B", &certs, b, Some(r), true).await;
@@ -449,12 +444,7 @@ async fn dead_member_is_withdrawn_everywhere_and_rejoins() {
 async fn media_survives_the_root_and_discovery_resumes() {
     let certs = Certs::new();
     let client = certs.client();
-    let (r, a, b, d) = (
-        free_udp_port(),
-        free_udp_port(),
-        free_udp_port(),
-        free_udp_port(),
-    );
+    let [r, a, b, d] = free_ports();
     // A root without --cluster-node: it reaches the members but offers nothing itself.
     let mut root = Relay::start("root", &certs, r, None, false).await;
     let node_a = Relay::start("A", &certs, a, Some(r), true).await;
