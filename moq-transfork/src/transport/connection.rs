@@ -244,7 +244,13 @@ impl Connection {
                     match application_code(&err) {
                         // The implicit close of a dropped peer is a raw 0 on both transports.
                         Some(0) => Error::Cancel,
-                        _ => Error::transport(err),
+                        // A CONNECTION_CLOSE that overtook the session's close capsule carries
+                        // the mapped code (spec §2.4).
+                        Some(code) => match crate::from_wire(code) {
+                            Some(code) => Error::from_code(code),
+                            None => Error::transport(err),
+                        },
+                        None => Error::transport(err),
                     }
                 }
                 err => Error::transport(err),
