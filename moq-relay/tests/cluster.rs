@@ -10,7 +10,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
-use moq_test_support::{free_udp_port, write_certificate, TempDir, LOOPBACK_NAMES};
+use moq_test_support::{free_udp_ports, write_certificate, TempDir, LOOPBACK_NAMES};
 use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig};
 use moq_transfork::{
     Announced, AnnouncedConsumer, Path, Session, Track, TrackConsumer, TrackProducer,
@@ -38,7 +38,7 @@ async fn wait<F: std::future::Future>(what: &str, fut: F) -> F::Output {
 
 /// Four free UDP ports: cluster members must know each other's address up front.
 fn free_ports() -> [u16; 4] {
-    [(); 4].map(|()| free_udp_port())
+    free_udp_ports()
 }
 
 fn name(port: u16) -> String {

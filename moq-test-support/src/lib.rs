@@ -65,8 +65,15 @@ pub fn reference_binary(name: &str) -> PathBuf {
 /// address up front (moq-relay 0.6.15 cannot bind port 0 and report it; cluster members must
 /// know each other's address).
 pub fn free_udp_port() -> u16 {
-    let socket = std::net::UdpSocket::bind("127.0.0.1:0").expect("bind");
-    socket.local_addr().expect("local address").port()
+    let [port] = free_udp_ports();
+    port
+}
+
+/// `N` distinct UDP ports of 127.0.0.1 that were free a moment ago. Every socket is held until
+/// all are picked, so the OS cannot hand out one port twice.
+pub fn free_udp_ports<const N: usize>() -> [u16; N] {
+    let sockets = [(); N].map(|()| std::net::UdpSocket::bind("127.0.0.1:0").expect("bind"));
+    sockets.map(|socket| socket.local_addr().expect("local address").port())
 }
 
 /// A scratch directory, unique within the test run, removed on drop.
