@@ -1,5 +1,6 @@
 //! The real `moq-relay` binary forwarding between library clients on loopback: fan-out,
-//! deduplication, late joiners and FETCH from the cache, routing, and the end of a publisher.
+//! deduplication, late joiners and FETCH from the cache, routing, the end of a publisher, and
+//! the handover of subscribers to a restarted one.
 
 mod common;
 
@@ -324,4 +325,52 @@ async fn garbage_from_one_client_does_not_disturb_the_others() {
     let mut late_consumer = late.subscribe(Track::new(track));
     let mut late_group = next_group("late group", &mut late_consumer).await;
     assert_eq!(next_frame("frame", &mut late_group).await, "before");
+}
+
+/// A publisher that restarts announces the path on a new session before the relay has
+/// noticed that the old one is gone: the subscriber that stayed connected keeps its
+/// subscription and receives the new session's groups, numbered afresh, without
+/// resubscribing; the new session is asked for one subscription.
+#[tokio::test]
+async fn restarted_publisher_takes_over_subscribers() {
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let relay = Relay::start().await;
+        let track = path(&["handover"]);
+        let subscriber = relay.session(scheme).await;
+        let old = Publisher::start(&relay, scheme, &track).await;
+        wait_announced(&subscriber, &track).await;
+        let mut consumer = subscriber.subscribe(Track::new(track.clone()));
+        let mut group = old.producer.create_group(5).unwrap();
+        group.write_frame(Bytes::from_static(b"old"));
+        drop(group);
+        let mut received = next_group("old group", &mut consumer).await;
+        assert_eq!(received.sequence(), 5, "{scheme}");
+        assert_eq!(next_frame("old frame", &mut received).await, "old");
+
+        // The new session announces the path; the relay subscribes to it at once.
+        let new = Publisher::start(&relay, scheme, &track).await;
+        timeout("subscription to the new session", async {
+            while new.routed() == 0 {
+                tokio::time::sleep(std::time::Duration::from_millis(10)).await;
+            }
+        })
+        .await;
+        // Then the old session dies.
+        old.session.close(Error::Cancel);
+        drop(old);
+
+        for sequence in [0, 1] {
+            let mut group = new.producer.create_group(sequence).unwrap();
+            group.write_frame(Bytes::from(format!("new {sequence}")));
+            drop(group);
+            let mut received = next_group("new group", &mut consumer).await;
+            assert_eq!(received.sequence(), sequence, "{scheme}");
+            assert_eq!(
+                next_frame("new frame", &mut received).await,
+                format!("new {sequence}")
+            );
+        }
+        assert_eq!(new.routed(), 1, "{scheme}");
+    }
 }

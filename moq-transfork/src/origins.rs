@@ -6,7 +6,11 @@ use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 
-use crate::model::{Announced, AnnouncedProducer, Track, TrackConsumer};
+use tokio::sync::Notify;
+
+use crate::model::{
+    Announced, AnnouncedProducer, CacheConfig, Track, TrackConsumer, TrackProducer,
+};
 use crate::session::{Router, Session};
 use crate::{Error, Path};
 
@@ -14,9 +18,24 @@ use crate::{Error, Path};
 ///
 /// [`Origins::serve`] learns what a session announces. Every path is announced once through
 /// [`Origins::announced`] however many sessions offer it, and withdrawn when the last one
-/// stops. [`Origins::route`] (also the [`Router`] impl) subscribes to the newest session that
-/// offers a path; the session deduplicates, so any number of local subscribers share one
-/// upstream subscription per path.
+/// stops. [`Origins::route`] (also the [`Router`] impl) serves a path from a relay-owned track,
+/// shared by every local subscriber of the path and fed by one upstream subscription to the
+/// newest session that offers the path.
+///
+/// # Handover
+///
+/// When the session serving a routed path changes while subscribers are attached (a newer
+/// session announces the path, or the upstream subscription ends or fails while another session
+/// still offers it), the relay track switches to the newest session offering the path: the
+/// subscribers keep their subscription and receive the new origin's groups, whatever their
+/// sequence numbers (the relay track forgets the old origin's sequences, see
+/// [`TrackProducer::forget_groups`]). Groups are forwarded without copying
+/// ([`TrackProducer::insert_group`]). When no other session offers the path, the relay track
+/// ends as its upstream subscription did: with its error, or cleanly. A subscriber built on
+/// this crate refuses a group whose sequence it already received (as a duplicate); a 0.8.0
+/// subscriber ignores every group whose sequence is not above the highest it has seen, so a
+/// handover to an origin that restarts its numbering reaches it only once the numbers exceed
+/// the old ones.
 ///
 /// Cheap to clone: clones share the registry.
 ///
@@ -54,15 +73,69 @@ pub struct Origins {
 #[derive(Default)]
 struct OriginsInner {
     announced: AnnouncedProducer,
-    /// Sessions offering each path, oldest first; the newest serves.
-    routes: Mutex<HashMap<Path, Vec<(u64, Session)>>>,
+    state: Mutex<State>,
     next_id: AtomicU64,
+}
+
+#[derive(Default)]
+struct State {
+    /// Sessions offering each path, oldest first; the newest serves.
+    routes: HashMap<Path, Vec<(u64, Session)>>,
+    /// The relay track of each path with subscribers.
+    relays: HashMap<Path, Relay>,
+    next_relay: u64,
+}
+
+/// The cache of a relay track: no limits of its own. It holds only groups inserted from the
+/// upstream track, which it evicts as soon as the upstream track does (but the latest), so the
+/// upstream session's cache limits and budget ([`SessionOptions::cache`]) bound it.
+///
+/// [`SessionOptions::cache`]: crate::SessionOptions::cache
+const RELAY_CACHE: CacheConfig = CacheConfig {
+    max_groups: usize::MAX,
+    max_bytes: u64::MAX,
+    budget: None,
+};
+
+/// A relay-owned track and what its pump needs to hear.
+struct Relay {
+    id: u64,
+    producer: TrackProducer,
+    /// Notified when the sessions offering the path change.
+    changed: Arc<Notify>,
+}
+
+impl State {
+    /// The newest session offering `path`, other than the sessions in `except`.
+    fn newest(&self, path: &Path, except: &HashSet<u64>) -> Option<(u64, Session)> {
+        self.routes
+            .get(path)?
+            .iter()
+            .rev()
+            .find(|(id, _)| !except.contains(id))
+            .cloned()
+    }
+
+    fn notify(&self, path: &Path) {
+        if let Some(relay) = self.relays.get(path) {
+            relay.changed.notify_one();
+        }
+    }
+
+    /// Removes the relay of `path` if it is still relay `id`.
+    fn remove_relay(&mut self, path: &Path, id: u64) {
+        if self.relays.get(path).is_some_and(|relay| relay.id == id) {
+            self.relays.remove(path);
+        }
+    }
 }
 
 impl fmt::Debug for Origins {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let state = self.state();
         f.debug_struct("Origins")
-            .field("paths", &self.routes().len())
+            .field("paths", &state.routes.len())
+            .field("relayed", &state.relays.len())
             .finish()
     }
 }
@@ -73,9 +146,9 @@ impl Origins {
         Self::default()
     }
 
-    fn routes(&self) -> MutexGuard<'_, HashMap<Path, Vec<(u64, Session)>>> {
+    fn state(&self) -> MutexGuard<'_, State> {
         self.inner
-            .routes
+            .state
             .lock()
             .unwrap_or_else(|poison| poison.into_inner())
     }
@@ -88,29 +161,64 @@ impl Origins {
 
     /// True when some session offers `path`.
     pub fn contains(&self, path: &Path) -> bool {
-        self.routes().contains_key(path)
+        self.state().routes.contains_key(path)
+    }
+
+    /// The number of paths served from a relay track (paths with local subscribers).
+    pub fn relayed(&self) -> usize {
+        self.state().relays.len()
     }
 
     /// The session that serves `path`: the one that announced it most recently.
     pub fn origin(&self, path: &Path) -> Option<Session> {
-        self.routes()
-            .get(path)
-            .and_then(|sessions| sessions.last())
-            .map(|(_, session)| session.clone())
+        self.state()
+            .newest(path, &HashSet::new())
+            .map(|(_, session)| session)
     }
 
     /// Subscribes to `track` through the session that serves its path.
     ///
-    /// The upstream subscription is shared by every local subscriber of the path, so it asks
-    /// with neutral preferences (priority 0, descending, no expiry of its own) rather than the
-    /// first subscriber's: each downstream subscription applies its own priority, order and
-    /// expiry when it is served.
+    /// Every local subscriber of the path shares one relay track, fed by one upstream
+    /// subscription (see [Handover](Self#handover)). That subscription asks with neutral
+    /// preferences (priority 0, descending, no expiry of its own) rather than the first
+    /// subscriber's: each downstream subscription applies its own priority, order and expiry
+    /// when it is served. Once the last consumer of the relay track is gone, the relay track is
+    /// removed and the upstream subscription dropped (the upstream session ends it after its
+    /// linger).
     ///
     /// # Errors
     /// [`Error::NotFound`] when no session offers the path.
     pub fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
-        let session = self.origin(&track.path).ok_or(Error::NotFound)?;
-        Ok(session.subscribe(Track::new(track.path.clone())))
+        let path = &track.path;
+        let mut state = self.state();
+        let origin = state.newest(path, &HashSet::new()).ok_or(Error::NotFound)?;
+        if let Some(relay) = state.relays.get(path) {
+            if !relay.producer.is_closed() {
+                return Ok(relay.producer.subscribe());
+            }
+        }
+        let (producer, consumer) = Track::new(path.clone()).produce_with(RELAY_CACHE);
+        let id = state.next_relay;
+        state.next_relay += 1;
+        let changed = Arc::new(Notify::new());
+        state.relays.insert(
+            path.clone(),
+            Relay {
+                id,
+                producer: producer.clone(),
+                changed: changed.clone(),
+            },
+        );
+        drop(state);
+        let pump = Pump {
+            origins: self.clone(),
+            path: path.clone(),
+            id,
+            producer,
+            changed,
+        };
+        tokio::spawn(pump.run(origin));
+        Ok(consumer)
     }
 
     /// Learns the paths `session` announces under `prefix`, until its announcements end (the
@@ -142,24 +250,104 @@ impl Origins {
     }
 
     fn add(&self, path: &Path, id: u64, session: &Session) {
-        let mut routes = self.routes();
-        let sessions = routes.entry(path.clone()).or_default();
+        let mut state = self.state();
+        let sessions = state.routes.entry(path.clone()).or_default();
         sessions.push((id, session.clone()));
         if sessions.len() == 1 {
             self.inner.announced.announce(path.clone());
         }
+        state.notify(path);
     }
 
     fn remove(&self, path: &Path, id: u64) {
-        let mut routes = self.routes();
-        let Some(sessions) = routes.get_mut(path) else {
+        let mut state = self.state();
+        let Some(sessions) = state.routes.get_mut(path) else {
             return;
         };
         sessions.retain(|(current, _)| *current != id);
         if sessions.is_empty() {
-            routes.remove(path);
+            state.routes.remove(path);
             self.inner.announced.unannounce(path);
         }
+        state.notify(path);
+    }
+}
+
+/// Feeds a relay track from the newest session offering its path.
+struct Pump {
+    origins: Origins,
+    path: Path,
+    id: u64,
+    producer: TrackProducer,
+    changed: Arc<Notify>,
+}
+
+impl Pump {
+    async fn run(self, origin: (u64, Session)) {
+        let (mut current, session) = origin;
+        // Sessions whose upstream subscription already ended for this relay track: never
+        // switched back to, so two failing origins cannot alternate forever.
+        let mut ended = HashSet::new();
+        tracing::debug!(path = %self.path, origin = current, "relay track");
+        let mut upstream = session.subscribe(Track::new(self.path.clone()));
+        loop {
+            tokio::select! {
+                biased;
+                () = self.producer.unused() => {
+                    let mut state = self.origins.state();
+                    // Under the lock `route` subscribes with, so no consumer joins a relay track
+                    // that is going away.
+                    if self.producer.consumer_count() == 0 {
+                        state.remove_relay(&self.path, self.id);
+                        tracing::debug!(path = %self.path, "relay track unused");
+                        return;
+                    }
+                }
+                () = self.changed.notified() => {
+                    let newest = self.origins.state().newest(&self.path, &ended);
+                    if let Some((id, session)) = newest.filter(|(id, _)| *id != current) {
+                        tracing::debug!(path = %self.path, from = current, to = id, "origin changed");
+                        current = id;
+                        upstream = self.switch(&session);
+                    }
+                }
+                res = upstream.next_group() => match res {
+                    Ok(Some(group)) => {
+                        if let Err(err) = self.producer.insert_group(group) {
+                            tracing::debug!(path = %self.path, %err, "group not relayed");
+                        }
+                    }
+                    end => {
+                        ended.insert(current);
+                        let mut state = self.origins.state();
+                        if let Some((id, session)) = state.newest(&self.path, &ended) {
+                            drop(state);
+                            tracing::debug!(path = %self.path, from = current, to = id, ?end, "upstream ended, switching origin");
+                            current = id;
+                            upstream = self.switch(&session);
+                            continue;
+                        }
+                        // No other origin: end as the upstream subscription did.
+                        state.remove_relay(&self.path, self.id);
+                        drop(state);
+                        tracing::debug!(path = %self.path, ?end, "relay track ended");
+                        if let Err(err) = end {
+                            self.producer.close(err);
+                        }
+                        return;
+                    }
+                },
+            }
+        }
+    }
+
+    /// Subscribes to the new origin; the old upstream subscription is dropped by the caller's
+    /// assignment. The relay track forgets the old origin's sequences, which the new one may
+    /// reuse.
+    fn switch(&self, session: &Session) -> TrackConsumer {
+        let upstream = session.subscribe(Track::new(self.path.clone()));
+        self.producer.forget_groups();
+        upstream
     }
 }
 

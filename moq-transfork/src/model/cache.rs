@@ -114,6 +114,9 @@ impl Accounting {
 struct Entry {
     group: Arc<GroupShared>,
     order: u64,
+    /// True for a group this track created, whose bytes count towards this cache; false for
+    /// a group inserted from another track, counted by that track only.
+    owned: bool,
 }
 
 /// The cached groups of one track, indexed by sequence and by creation order.
@@ -154,16 +157,41 @@ impl Cache {
         self.created.contains(sequence)
     }
 
-    /// Caches a new group and applies every limit.
+    /// Caches a new group created by this track and applies every limit.
     pub(crate) fn insert(&mut self, group: Arc<GroupShared>, now: Instant) {
+        self.insert_entry(group, now, true);
+    }
+
+    /// Caches a group created by another track (see
+    /// [`TrackProducer::insert_group`](super::TrackProducer::insert_group)) and applies every
+    /// limit. Its bytes stay counted by the track that created it, not by this cache.
+    pub(crate) fn insert_foreign(&mut self, group: Arc<GroupShared>, now: Instant) {
+        self.insert_entry(group, now, false);
+    }
+
+    fn insert_entry(&mut self, group: Arc<GroupShared>, now: Instant, owned: bool) {
         let sequence = group.sequence();
         let order = self.next_order;
         self.next_order += 1;
         self.created.insert(sequence);
         self.by_order.insert(order, sequence);
-        self.by_sequence.insert(sequence, Entry { group, order });
+        self.by_sequence.insert(
+            sequence,
+            Entry {
+                group,
+                order,
+                owned,
+            },
+        );
         self.evict_expired(now);
         self.enforce_limits();
+    }
+
+    /// Evicts every group and forgets every sequence created so far, so that groups numbered
+    /// afresh are accepted. The creation order goes on, so consumers keep their position.
+    pub(crate) fn forget(&mut self) {
+        self.clear();
+        self.created = SequenceSet::default();
     }
 
     /// [`evict_expired`](Self::evict_expired) at the current time, reading the clock only when
@@ -193,6 +221,22 @@ impl Cache {
     }
 
     fn enforce_limits(&mut self) {
+        // A group inserted from another track is bounded by that track's limits: once its
+        // track evicts it (its bytes no longer counted anywhere), evict it here too, unless it
+        // is the latest.
+        if let Some((&latest, _)) = self.by_sequence.last_key_value() {
+            let gone: Vec<u64> = self
+                .by_sequence
+                .iter()
+                .filter(|(&sequence, entry)| {
+                    sequence != latest && !entry.owned && !entry.group.is_accounted()
+                })
+                .map(|(&sequence, _)| sequence)
+                .collect();
+            for sequence in gone {
+                self.remove(sequence);
+            }
+        }
         let max_groups = self.config.max_groups.max(1);
         let over_budget = self.config.budget.is_some_and(CacheBudget::is_exceeded);
         while self.by_sequence.len() > 1
@@ -210,15 +254,19 @@ impl Cache {
     fn remove(&mut self, sequence: u64) {
         if let Some(entry) = self.by_sequence.remove(&sequence) {
             self.by_order.remove(&entry.order);
-            entry.group.uncache();
+            if entry.owned {
+                entry.group.uncache();
+            }
         }
     }
 
-    /// Evicts everything.
+    /// Evicts everything; returns the evicted groups this track created (not the inserted
+    /// ones, which belong to another track).
     pub(crate) fn clear(&mut self) -> Vec<Arc<GroupShared>> {
         self.by_order.clear();
         let groups: Vec<_> = std::mem::take(&mut self.by_sequence)
             .into_values()
+            .filter(|entry| entry.owned)
             .map(|entry| entry.group)
             .collect();
         for group in &groups {

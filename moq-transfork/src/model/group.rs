@@ -81,6 +81,12 @@ impl GroupShared {
         }
     }
 
+    /// True while the group's bytes count towards its creating track's cache, that is while
+    /// that track caches it.
+    pub(crate) fn is_accounted(&self) -> bool {
+        lock(&self.state).accounting.is_some()
+    }
+
     /// Closes the group (and its unfinished frames) with `err`, unless it is already closed.
     pub(crate) fn close(&self, err: Error) {
         let (wake, frames) = {
@@ -245,6 +251,11 @@ impl GroupConsumer {
     /// The group's sequence number within its track.
     pub fn sequence(&self) -> u64 {
         self.shared.sequence
+    }
+
+    /// The shared state, for inserting the group into another track.
+    pub(crate) fn into_shared(self) -> Arc<GroupShared> {
+        self.shared.clone()
     }
 
     /// When the group was created (by the track's producer), for expiry.

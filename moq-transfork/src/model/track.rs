@@ -234,6 +234,57 @@ impl TrackProducer {
         Ok((GroupProducer::new(group), state.group_waiters.take()))
     }
 
+    /// Puts `group`, a group of another track, into this track, without copying it: consumers
+    /// receive it after the groups created before it, like a group created here, and read
+    /// the same frames as everyone else reading it (from frame 0). A relay forwards the groups
+    /// of an upstream track this way.
+    ///
+    /// The group stays the other track's: its payload bytes count towards that track's cache
+    /// only (never towards this track's `max_bytes`, budget or
+    /// [`cached_bytes`](Self::cached_bytes)), and this track's limits other than bytes apply to
+    /// it. Once the other track evicts it, this track evicts it too at its next insertion or
+    /// creation, unless it is the latest group here, so the group costs no memory that the
+    /// other track does not account for, except the one latest group. Closing this track does
+    /// not close an inserted group; its own track does.
+    ///
+    /// # Errors
+    ///
+    /// - [`Error::Duplicate`] if a group with this sequence was already created or inserted
+    ///   (since the last [`forget_groups`](Self::forget_groups));
+    /// - the track's error if it was closed ([`Error::Cancel`] if it finished).
+    pub fn insert_group(&self, group: GroupConsumer) -> Result<(), Error> {
+        let wake = {
+            let mut state = lock(&self.shared.state);
+            match &state.status {
+                Some(Err(err)) => return Err(err.clone()),
+                Some(Ok(())) => return Err(Error::Cancel),
+                None => {}
+            }
+            let sequence = group.sequence();
+            if state.cache.was_created(sequence) {
+                return Err(Error::Duplicate);
+            }
+            state
+                .cache
+                .insert_foreign(group.into_shared(), Instant::now());
+            state.latest = Some(state.latest.map_or(sequence, |latest| latest.max(sequence)));
+            state.group_waiters.take()
+        };
+        wake.wake();
+        Ok(())
+    }
+
+    /// Evicts every cached group and forgets the sequences created (or inserted) so far and the
+    /// latest one, so that the track accepts groups numbered afresh: a relay does this when it
+    /// switches to a new origin, whose sequence numbers may restart. Consumers keep their
+    /// position: they receive the groups created after this, whatever their sequence, and
+    /// keep the groups they already hold. Groups still open are not closed.
+    pub fn forget_groups(&self) {
+        let mut state = lock(&self.shared.state);
+        state.cache.forget();
+        state.latest = None;
+    }
+
     /// Closes the track with `err`: every consumer's `next_group` and `closed` return
     /// `Err(err)`, and every group still open is closed with `err` too. The cache is emptied.
     /// Does nothing if the track is already closed.
@@ -549,5 +600,113 @@ impl Drop for TrackConsumer {
             state.unused_waiters.take()
         };
         wake.wake();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+
+    fn track() -> (TrackProducer, TrackConsumer) {
+        Track::new(Path::from_iter(["t"])).produce()
+    }
+
+    #[tokio::test]
+    async fn inserted_groups_are_shared_and_counted_by_their_own_track() {
+        let (origin, mut upstream) = track();
+        let (relay, mut downstream) = track();
+        let mut group = origin.create_group(3).unwrap();
+        group.write_frame(Bytes::from_static(b"abc"));
+        relay
+            .insert_group(upstream.next_group().await.unwrap().unwrap())
+            .unwrap();
+        // Frames written after the insertion reach the relay's consumers: the state is shared.
+        group.write_frame(Bytes::from_static(b"de"));
+        drop(group);
+
+        let mut got = downstream.next_group().await.unwrap().unwrap();
+        assert_eq!(got.sequence(), 3);
+        assert_eq!(got.read_frame().await, Ok(Some(Bytes::from_static(b"abc"))));
+        assert_eq!(got.read_frame().await, Ok(Some(Bytes::from_static(b"de"))));
+        assert_eq!(got.read_frame().await, Ok(None));
+        assert_eq!(relay.latest(), Some(3));
+        assert_eq!(relay.cached_groups(), 1);
+        assert_eq!(relay.cached_bytes(), 0);
+        assert_eq!(origin.cached_bytes(), 5);
+
+        // The same sequence again is a duplicate.
+        let again = origin.subscribe().next_group().await.unwrap().unwrap();
+        assert_eq!(relay.insert_group(again), Err(Error::Duplicate));
+
+        // Evicting it from the relay leaves the origin's accounting alone.
+        relay.forget_groups();
+        assert_eq!(relay.cached_groups(), 0);
+        assert_eq!(relay.latest(), None);
+        assert_eq!(origin.cached_bytes(), 5);
+    }
+
+    #[tokio::test]
+    async fn forgetting_accepts_reused_sequences_and_keeps_consumer_positions() {
+        let (relay, mut downstream) = track();
+        let (a, mut from_a) = track();
+        drop(a.create_group(7).unwrap());
+        relay
+            .insert_group(from_a.next_group().await.unwrap().unwrap())
+            .unwrap();
+        assert_eq!(
+            downstream.next_group().await.unwrap().unwrap().sequence(),
+            7
+        );
+
+        let (b, mut from_b) = track();
+        drop(b.create_group(7).unwrap());
+        let reused = from_b.next_group().await.unwrap().unwrap();
+        assert_eq!(relay.insert_group(reused.clone()), Err(Error::Duplicate));
+        relay.forget_groups();
+        relay.insert_group(reused).unwrap();
+        drop(b.create_group(0).unwrap());
+        relay
+            .insert_group(from_b.next_group().await.unwrap().unwrap())
+            .unwrap();
+        assert_eq!(
+            downstream.next_group().await.unwrap().unwrap().sequence(),
+            7
+        );
+        assert_eq!(
+            downstream.next_group().await.unwrap().unwrap().sequence(),
+            0
+        );
+        assert_eq!(relay.latest(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn inserted_groups_follow_their_tracks_eviction_and_survive_the_relay_closing() {
+        let config = CacheConfig {
+            max_groups: 2,
+            ..Default::default()
+        };
+        let (origin, mut upstream) = Track::new(Path::from_iter(["t"])).produce_with(config);
+        let (relay, _downstream) = track();
+        let mut open = None;
+        for sequence in 0..4 {
+            let group = origin.create_group(sequence).unwrap();
+            relay
+                .insert_group(upstream.next_group().await.unwrap().unwrap())
+                .unwrap();
+            open = Some(group);
+        }
+        // The origin keeps 2 groups; the relay (up to 8) keeps those the origin still caches
+        // (2 of the 3 before the latest were evicted by the origin at the time of insertion).
+        assert_eq!(origin.cached_groups(), 2);
+        assert_eq!(relay.cached_groups(), 2);
+
+        relay.close(Error::Cancel);
+        let open = open.unwrap();
+        assert!(
+            !open.is_closed(),
+            "closing the relay closed the origin's group"
+        );
     }
 }
