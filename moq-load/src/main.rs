@@ -58,6 +58,7 @@ async fn main() -> anyhow::Result<()> {
             tracing_subscriber::EnvFilter::try_from_default_env()
                 .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warn")),
         )
+        .with_writer(std::io::stderr)
         .init();
     let args = Args::parse();
     anyhow::ensure!(args.frame_size >= 8, "--frame-size must be at least 8");
