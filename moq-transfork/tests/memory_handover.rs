@@ -10,15 +10,13 @@ use std::time::Duration;
 use bytes::Bytes;
 use futures::FutureExt;
 use memory_common::{
-    accept_subscribe, encode, expect_group, frame, path, raw_client, raw_server_with, send_info,
-    settle, subscribe, within, Messages,
+    accept_subscribe, expect_group, frame, open_group, path, raw_client, send_info, settle,
+    subscribe, within, Messages, Origin,
 };
-use moq_transfork::message::{
-    Announce, AnnouncePlease, BiStream, GroupHeader, Info, Subscribe, UniStream,
-};
+use moq_transfork::message::{Info, Subscribe};
 use moq_transfork::model::{Track, TrackConsumer};
-use moq_transfork::transport::{memory, Connection, RecvStream, SendStream};
-use moq_transfork::{Encode, Error, Origins, Path, Session, SessionOptions};
+use moq_transfork::transport::{memory, Connection, SendStream};
+use moq_transfork::{Error, Origins, Session, SessionOptions};
 
 /// A viewer's session and the relay's end of it, whose router is `origins`.
 async fn viewer(origins: &Origins) -> (Session, Session) {
@@ -30,45 +28,7 @@ async fn viewer(origins: &Origins) -> (Session, Session) {
     tokio::try_join!(Session::connect(a), Session::accept_with(b, options)).expect("SETUP")
 }
 
-/// A hand-driven origin: the relay's session to it is served by `origins`, and it announces
-/// one path.
-struct Origin {
-    raw: Connection,
-    _session: Session,
-    _announce: SendStream,
-    _stream: (SendStream, RecvStream),
-}
-
 impl Origin {
-    async fn start(origins: &Origins, announced: &Path, options: SessionOptions) -> Self {
-        let (raw, session, stream) = raw_server_with(options).await;
-        tokio::spawn({
-            let (origins, session) = (origins.clone(), session.clone());
-            async move { origins.serve(&session, Path::new()).await }
-        });
-        let (mut announce, recv) = raw.accept_bi().await.unwrap();
-        let mut please = Messages::new(recv);
-        assert_eq!(
-            please.next::<BiStream>().await,
-            Ok(Some(BiStream::Announce))
-        );
-        please.next::<AnnouncePlease>().await.unwrap().unwrap();
-        let active = Announce::Active {
-            suffix: announced.clone(),
-        };
-        announce
-            .write_chunk(encode(&[&|b| active.encode(b)]))
-            .await
-            .unwrap();
-        settle().await;
-        Self {
-            raw,
-            _session: session,
-            _announce: announce,
-            _stream: stream,
-        }
-    }
-
     /// Accepts the relay's SUBSCRIBE and answers it with INFO.
     async fn subscribed(&self) -> (SendStream, Messages, Subscribe) {
         let (mut send, request, subscribe) = within("SUBSCRIBE", accept_subscribe(&self.raw)).await;
@@ -78,17 +38,7 @@ impl Origin {
 
     /// Sends group `sequence` of subscription `subscribe` with one frame, and finishes it.
     async fn group(&self, subscribe: &Subscribe, sequence: u64, payload: &'static [u8]) {
-        let header = GroupHeader {
-            subscribe: subscribe.id,
-            sequence,
-        };
-        let mut stream = self.raw.open_uni().await.unwrap();
-        stream
-            .write_chunk(encode(&[&|b| UniStream::Group.encode(b), &|b| {
-                header.encode(b)
-            }]))
-            .await
-            .unwrap();
+        let mut stream = open_group(&self.raw, subscribe.id, sequence).await;
         stream.write_chunk(frame(payload)).await.unwrap();
         stream.finish().unwrap();
     }

@@ -8,13 +8,10 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use memory_common::{
-    accept_subscribe, encode, frame, path, raw_server, send_info, settle, within, Messages,
-};
-use moq_transfork::message::{Announce, AnnouncePlease, BiStream, GroupHeader, UniStream};
+use memory_common::{accept_subscribe, frame, open_group, path, send_info, settle, within, Origin};
 use moq_transfork::model::Track;
 use moq_transfork::transport::memory;
-use moq_transfork::{Encode, GroupOrder, Origins, Path, Session, SessionOptions};
+use moq_transfork::{GroupOrder, Origins, Session, SessionOptions};
 
 /// A viewer's session and the relay's end of it, whose router is `origins`.
 async fn viewer(origins: &Origins) -> (Session, Session) {
@@ -31,27 +28,9 @@ async fn upstream_subscriptions_ask_neutral_preferences() {
     let live = path(&["live"]);
 
     // The relay's session to a hand-driven origin, which announces one path.
-    let (raw, upstream, _stream) = raw_server().await;
     let origins = Origins::new();
-    tokio::spawn({
-        let (origins, upstream) = (origins.clone(), upstream.clone());
-        async move { origins.serve(&upstream, Path::new()).await }
-    });
-    let (mut announce, recv) = raw.accept_bi().await.unwrap();
-    let mut please = Messages::new(recv);
-    assert_eq!(
-        please.next::<BiStream>().await,
-        Ok(Some(BiStream::Announce))
-    );
-    please.next::<AnnouncePlease>().await.unwrap().unwrap();
-    let active = Announce::Active {
-        suffix: live.clone(),
-    };
-    announce
-        .write_chunk(encode(&[&|b| active.encode(b)]))
-        .await
-        .unwrap();
-    settle().await;
+    let origin = Origin::start(&origins, &live, SessionOptions::default()).await;
+    let raw = &origin.raw;
     assert!(origins.contains(&live));
 
     // The first viewer asks for priority 7 and groups that expire after 1 ms.
@@ -63,7 +42,7 @@ async fn upstream_subscriptions_ask_neutral_preferences() {
     );
 
     // The relay's SUBSCRIBE upstream is shared by every viewer, so it asks for none of that.
-    let (mut send, _request, subscribe) = within("SUBSCRIBE", accept_subscribe(&raw)).await;
+    let (mut send, _request, subscribe) = within("SUBSCRIBE", accept_subscribe(raw)).await;
     assert_eq!(subscribe.path, live);
     assert_eq!(subscribe.priority, 0);
     assert_eq!(subscribe.group_order, GroupOrder::Descending);
@@ -71,17 +50,7 @@ async fn upstream_subscriptions_ask_neutral_preferences() {
 
     // The origin sends group 0; the first viewer gets it at once.
     send_info(&mut send).await;
-    let header = GroupHeader {
-        subscribe: subscribe.id,
-        sequence: 0,
-    };
-    let mut group = raw.open_uni().await.unwrap();
-    group
-        .write_chunk(encode(&[&|b| UniStream::Group.encode(b), &|b| {
-            header.encode(b)
-        }]))
-        .await
-        .unwrap();
+    let mut group = open_group(raw, subscribe.id, 0).await;
     group.write_chunk(frame(b"zero")).await.unwrap();
     group.finish().unwrap();
     let mut received = within("group 0", early.next_group())

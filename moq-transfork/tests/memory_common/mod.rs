@@ -6,12 +6,14 @@ use std::future::Future;
 use std::time::Duration;
 
 use bytes::{Buf, Bytes, BytesMut};
-use moq_transfork::message::{BiStream, FrameHeader, GroupHeader, Info, Subscribe, UniStream};
+use moq_transfork::message::{
+    Announce, AnnouncePlease, BiStream, FrameHeader, GroupHeader, Info, Subscribe, UniStream,
+};
 use moq_transfork::model::{Track, TrackConsumer};
 use moq_transfork::transport::memory::{self, Config};
 use moq_transfork::transport::{Connection, RecvStream, SendStream};
 use moq_transfork::{
-    Decode, DecodeError, Encode, Error, GroupOrder, Path, Session, SessionOptions,
+    Decode, DecodeError, Encode, Error, GroupOrder, Origins, Path, Session, SessionOptions,
 };
 
 /// CLIENT_SETUP offering 0xff0bad02, after the session stream type (spec §4).
@@ -225,17 +227,63 @@ impl Upstream {
 
     /// Opens the stream of group `sequence` of the subscription and writes its header.
     pub async fn group(&self, sequence: u64) -> SendStream {
-        let header = GroupHeader {
-            subscribe: self.subscribe.id,
-            sequence,
+        open_group(&self.raw, self.subscribe.id, sequence).await
+    }
+}
+
+/// Opens a group stream on `raw` for group `sequence` of subscription `subscribe`, and writes
+/// its header.
+pub async fn open_group(raw: &Connection, subscribe: u64, sequence: u64) -> SendStream {
+    let header = GroupHeader {
+        subscribe,
+        sequence,
+    };
+    let mut stream = raw.open_uni().await.unwrap();
+    stream
+        .write_chunk(encode(&[&|b| UniStream::Group.encode(b), &|b| {
+            header.encode(b)
+        }]))
+        .await
+        .unwrap();
+    stream
+}
+
+/// A hand-driven origin: the relay's session to it (with `options`) is served by `origins`,
+/// and it announces one path on the relay's announce request.
+pub struct Origin {
+    pub raw: Connection,
+    _session: Session,
+    _announce: SendStream,
+    _stream: (SendStream, RecvStream),
+}
+
+impl Origin {
+    pub async fn start(origins: &Origins, announced: &Path, options: SessionOptions) -> Self {
+        let (raw, session, stream) = raw_server_with(options).await;
+        tokio::spawn({
+            let (origins, session) = (origins.clone(), session.clone());
+            async move { origins.serve(&session, Path::new()).await }
+        });
+        let (mut announce, recv) = raw.accept_bi().await.unwrap();
+        let mut please = Messages::new(recv);
+        assert_eq!(
+            please.next::<BiStream>().await,
+            Ok(Some(BiStream::Announce))
+        );
+        please.next::<AnnouncePlease>().await.unwrap().unwrap();
+        let active = Announce::Active {
+            suffix: announced.clone(),
         };
-        let mut stream = self.raw.open_uni().await.unwrap();
-        stream
-            .write_chunk(encode(&[&|b| UniStream::Group.encode(b), &|b| {
-                header.encode(b)
-            }]))
+        announce
+            .write_chunk(encode(&[&|b| active.encode(b)]))
             .await
             .unwrap();
-        stream
+        settle().await;
+        Self {
+            raw,
+            _session: session,
+            _announce: announce,
+            _stream: stream,
+        }
     }
 }
