@@ -11,22 +11,12 @@ use bytes::Bytes;
 use futures::FutureExt;
 use memory_common::{
     accept_subscribe, expect_group, frame, open_group, path, raw_client, send_info, settle,
-    subscribe, within, Messages, Origin,
+    subscribe, viewer, within, Messages, Origin,
 };
 use moq_transfork::message::{Info, Subscribe};
 use moq_transfork::model::{Track, TrackConsumer};
 use moq_transfork::transport::{memory, Connection, SendStream};
-use moq_transfork::{Error, Origins, Session, SessionOptions};
-
-/// A viewer's session and the relay's end of it, whose router is `origins`.
-async fn viewer(origins: &Origins) -> (Session, Session) {
-    let (a, b) = memory::pair();
-    let options = SessionOptions {
-        router: Some(Arc::new(origins.clone())),
-        ..Default::default()
-    };
-    tokio::try_join!(Session::connect(a), Session::accept_with(b, options)).expect("SETUP")
-}
+use moq_transfork::{Error, Origins, SessionOptions};
 
 impl Origin {
     /// Accepts the relay's SUBSCRIBE and answers it with INFO.

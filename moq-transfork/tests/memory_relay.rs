@@ -3,25 +3,15 @@
 
 mod memory_common;
 
-use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use futures::FutureExt;
-use memory_common::{accept_subscribe, frame, open_group, path, send_info, settle, within, Origin};
+use memory_common::{
+    accept_subscribe, frame, open_group, path, send_info, settle, viewer, within, Origin,
+};
 use moq_transfork::model::Track;
-use moq_transfork::transport::memory;
-use moq_transfork::{GroupOrder, Origins, Session, SessionOptions};
-
-/// A viewer's session and the relay's end of it, whose router is `origins`.
-async fn viewer(origins: &Origins) -> (Session, Session) {
-    let (a, b) = memory::pair();
-    let options = SessionOptions {
-        router: Some(Arc::new(origins.clone())),
-        ..Default::default()
-    };
-    tokio::try_join!(Session::connect(a), Session::accept_with(b, options)).expect("SETUP")
-}
+use moq_transfork::{GroupOrder, Origins, SessionOptions};
 
 #[tokio::test(start_paused = true)]
 async fn upstream_subscriptions_ask_neutral_preferences() {

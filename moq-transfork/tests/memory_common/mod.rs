@@ -287,3 +287,13 @@ impl Origin {
         }
     }
 }
+
+/// A viewer's session and the relay's end of it, whose router is `origins`.
+pub async fn viewer(origins: &Origins) -> (Session, Session) {
+    let (a, b) = memory::pair();
+    let options = SessionOptions {
+        router: Some(std::sync::Arc::new(origins.clone())),
+        ..Default::default()
+    };
+    tokio::try_join!(Session::connect(a), Session::accept_with(b, options)).expect("SETUP")
+}
