@@ -39,12 +39,17 @@ pub fn init_tracing() {
         .try_init();
 }
 
-/// A released binary from the reference-peer cache (`scripts/install-reference-peers.sh`):
-/// `$MOQ_REF_DIR/bin`, default `~/.cache/moq-ref/bin`.
+/// A released binary from the reference-peer cache: `$MOQ_REF_DIR/bin`, default
+/// `~/.cache/moq-ref/bin`.
+///
+/// The first call in a test process that finds a peer missing runs
+/// `scripts/install-reference-peers.sh`, which builds both peers into the cache (about ten
+/// minutes on two cores, once per machine). The script holds a file lock, so test binaries
+/// running in parallel build once and the others wait.
 ///
 /// # Panics
 ///
-/// When the binary is missing, with a pointer to the install script.
+/// When the build fails (the script has printed why: no toolchain, no registry, no C compiler).
 pub fn reference_binary(name: &str) -> PathBuf {
     let dir = std::env::var_os("MOQ_REF_DIR")
         .map(PathBuf::from)
@@ -53,12 +58,46 @@ pub fn reference_binary(name: &str) -> PathBuf {
             PathBuf::from(home).join(".cache/moq-ref")
         });
     let bin = dir.join("bin").join(name);
+    if !bin.exists() {
+        install_reference_peers(&dir);
+    }
     assert!(
         bin.exists(),
-        "{} is missing: run `bash scripts/install-reference-peers.sh` first",
+        "{} is missing after scripts/install-reference-peers.sh ran",
         bin.display()
     );
     bin
+}
+
+/// Runs the install script once per test process; later callers wait for the first.
+fn install_reference_peers(dir: &Path) {
+    static INSTALLED: std::sync::OnceLock<Result<(), String>> = std::sync::OnceLock::new();
+    let result = INSTALLED.get_or_init(|| {
+        let script =
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../scripts/install-reference-peers.sh");
+        eprintln!(
+            "reference peers missing from {}: building them with {} (once per machine, about \
+             ten minutes on two cores)",
+            dir.display(),
+            script.display()
+        );
+        let status = std::process::Command::new("bash")
+            .arg(&script)
+            .env("MOQ_REF_DIR", dir)
+            .status()
+            .map_err(|err| format!("cannot run bash {}: {err}", script.display()))?;
+        if status.success() {
+            Ok(())
+        } else {
+            Err(format!(
+                "{} failed ({status}); its output says why",
+                script.display()
+            ))
+        }
+    });
+    if let Err(err) = result {
+        panic!("building the reference peers: {err}");
+    }
 }
 
 /// A UDP port on 127.0.0.1 that was free a moment ago, for processes that must be told their
