@@ -5,11 +5,13 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
 
 use tokio::sync::Notify;
+use tokio::time::{sleep_until, Instant};
 
 use crate::model::{
-    Announced, AnnouncedProducer, CacheConfig, Track, TrackConsumer, TrackProducer,
+    Announced, AnnouncedProducer, CacheConfig, GroupConsumer, Track, TrackConsumer, TrackProducer,
 };
 use crate::session::{Router, Session};
 use crate::{Error, Path};
@@ -103,22 +105,35 @@ struct Relay {
     producer: TrackProducer,
     /// Notified when the sessions offering the path change.
     changed: Arc<Notify>,
+    /// Origins that withdrew the path since the pump last looked (see [`Pump`]).
+    withdrawn: Vec<u64>,
 }
 
 impl State {
-    /// The newest session offering `path`, other than the sessions in `except`.
-    fn newest(&self, path: &Path, except: &HashSet<u64>) -> Option<(u64, Session)> {
-        self.routes
-            .get(path)?
-            .iter()
-            .rev()
-            .find(|(id, _)| !except.contains(id))
-            .cloned()
+    /// The newest session offering `path`.
+    fn newest(&self, path: &Path) -> Option<(u64, Session)> {
+        self.routes.get(path)?.last().cloned()
     }
 
     fn notify(&self, path: &Path) {
         if let Some(relay) = self.relays.get(path) {
             relay.changed.notify_one();
+        }
+    }
+
+    /// Tells the pump of `path` that origin `id` withdrew it.
+    fn withdrawn(&mut self, path: &Path, id: u64) {
+        if let Some(relay) = self.relays.get_mut(path) {
+            relay.withdrawn.push(id);
+            relay.changed.notify_one();
+        }
+    }
+
+    /// The origins that withdrew `path` since the last call by relay `id`'s pump.
+    fn take_withdrawn(&mut self, path: &Path, id: u64) -> Vec<u64> {
+        match self.relays.get_mut(path) {
+            Some(relay) if relay.id == id => std::mem::take(&mut relay.withdrawn),
+            _ => Vec::new(),
         }
     }
 
@@ -171,9 +186,7 @@ impl Origins {
 
     /// The session that serves `path`: the one that announced it most recently.
     pub fn origin(&self, path: &Path) -> Option<Session> {
-        self.state()
-            .newest(path, &HashSet::new())
-            .map(|(_, session)| session)
+        self.state().newest(path).map(|(_, session)| session)
     }
 
     /// Subscribes to `track` through the session that serves its path.
@@ -191,7 +204,7 @@ impl Origins {
     pub fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
         let path = &track.path;
         let mut state = self.state();
-        let origin = state.newest(path, &HashSet::new()).ok_or(Error::NotFound)?;
+        let (origin, session) = state.newest(path).ok_or(Error::NotFound)?;
         if let Some(relay) = state.relays.get(path) {
             if !relay.producer.is_closed() {
                 return Ok(relay.producer.subscribe());
@@ -207,18 +220,37 @@ impl Origins {
                 id,
                 producer: producer.clone(),
                 changed: changed.clone(),
+                withdrawn: Vec::new(),
             },
         );
         drop(state);
+        let upstream = session.subscribe(Track::new(path.clone()));
         let pump = Pump {
             origins: self.clone(),
             path: path.clone(),
             id,
             producer,
             changed,
+            setbacks: HashMap::new(),
+            current: Some(origin),
+            last_end: None,
         };
-        tokio::spawn(pump.run(origin));
+        tokio::spawn(pump.run(Some(upstream)));
         Ok(consumer)
+    }
+
+    /// A consumer of the relay track of `path`, only if it has one (the path has local
+    /// subscribers): what a FETCH is answered from. Unlike [`route`](Self::route), it never
+    /// creates a relay track nor subscribes upstream.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `path` has no relay track.
+    pub fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        let state = self.state();
+        match state.relays.get(path) {
+            Some(relay) if !relay.producer.is_closed() => Ok(relay.producer.subscribe()),
+            _ => Err(Error::NotFound),
+        }
     }
 
     /// Learns the paths `session` announces under `prefix`, until its announcements end (the
@@ -269,28 +301,77 @@ impl Origins {
             state.routes.remove(path);
             self.inner.announced.unannounce(path);
         }
-        state.notify(path);
+        state.withdrawn(path, id);
+    }
+}
+
+/// How long an origin whose upstream subscription failed, while it still offers the path, is
+/// left alone before the pump tries it again: doubled after each failure in a row, up to
+/// [`RETRY_MAX`]. A publisher may announce a path a moment before it can serve it (a released
+/// moq-clock announces before it registers its track), so a refusal is retried, not final.
+const RETRY_FIRST: Duration = Duration::from_millis(100);
+/// The longest wait between two tries of one origin.
+const RETRY_MAX: Duration = Duration::from_secs(1);
+/// Failures in a row (about 5.5 s of retries) after which an origin is no longer tried for the
+/// relay track, until it withdraws the path (and announces it again).
+const RETRY_ATTEMPTS: u32 = 8;
+
+/// Why the pump does not use an origin now.
+#[derive(Debug, Clone, Copy)]
+struct Setback {
+    /// Failures of its upstream subscription in a row.
+    failures: u32,
+    /// When it may be tried again; `None` when it is not tried again until it re-announces
+    /// (it ended the track cleanly, or failed [`RETRY_ATTEMPTS`] times).
+    retry: Option<Instant>,
+}
+
+impl Setback {
+    /// The setback after one more failure, at `now`.
+    fn failed(previous: Option<Self>, now: Instant) -> Self {
+        let failures = previous.map_or(0, |s| s.failures) + 1;
+        let retry = (failures < RETRY_ATTEMPTS).then(|| {
+            let delay = RETRY_FIRST.saturating_mul(1 << (failures - 1).min(16));
+            now + delay.min(RETRY_MAX)
+        });
+        Self { failures, retry }
     }
 }
 
 /// Feeds a relay track from the newest session offering its path.
+///
+/// It keeps no [`Session`], only its upstream subscription, so a session that has gone away is
+/// released however long the relay track lives.
 struct Pump {
     origins: Origins,
     path: Path,
     id: u64,
     producer: TrackProducer,
     changed: Arc<Notify>,
+    /// Origins tried and failed (or ended) for this relay track, by origin id.
+    setbacks: HashMap<u64, Setback>,
+    /// The origin serving now, if any.
+    current: Option<u64>,
+    /// How the last upstream subscription ended: the end of the relay track when no origin
+    /// is left (`None` for a clean end).
+    last_end: Option<Error>,
+}
+
+/// What the pump does next.
+enum Next {
+    /// Go on with the current upstream subscription (or keep waiting for a retry).
+    Stay,
+    /// Subscribe to this origin instead.
+    Switch(u64, Session),
+    /// No origin is left: the relay track ends, and was removed from the registry.
+    End,
 }
 
 impl Pump {
-    async fn run(self, origin: (u64, Session)) {
-        let (mut current, session) = origin;
-        // Sessions whose upstream subscription already ended for this relay track: never
-        // switched back to, so two failing origins cannot alternate forever.
-        let mut ended = HashSet::new();
-        tracing::debug!(path = %self.path, origin = current, "relay track");
-        let mut upstream = session.subscribe(Track::new(self.path.clone()));
+    async fn run(mut self, mut upstream: Option<TrackConsumer>) {
+        tracing::debug!(path = %self.path, origin = ?self.current, "relay track");
         loop {
+            let retry = self.next_retry();
             tokio::select! {
                 biased;
                 () = self.producer.unused() => {
@@ -304,55 +385,139 @@ impl Pump {
                     }
                 }
                 () = self.changed.notified() => {
-                    let newest = self.origins.state().newest(&self.path, &ended);
-                    if let Some((id, session)) = newest.filter(|(id, _)| *id != current) {
-                        tracing::debug!(path = %self.path, from = current, to = id, "origin changed");
-                        current = id;
-                        upstream = self.switch(&session);
+                    // An origin that withdrew the path starts afresh if it announces it again.
+                    for id in self.origins.state().take_withdrawn(&self.path, self.id) {
+                        self.setbacks.remove(&id);
                     }
+                    upstream = match self.next() {
+                        Next::Stay => upstream,
+                        Next::Switch(id, session) => Some(self.switch(id, &session)),
+                        Next::End => return self.end(),
+                    };
                 }
-                res = upstream.next_group() => match res {
+                () = sleep_until(retry.unwrap_or_else(Instant::now)), if retry.is_some() => {
+                    upstream = match self.next() {
+                        Next::Stay => upstream,
+                        Next::Switch(id, session) => Some(self.switch(id, &session)),
+                        Next::End => return self.end(),
+                    };
+                }
+                res = next_group(&mut upstream), if upstream.is_some() => match res {
                     Ok(Some(group)) => {
+                        // The origin serves: its past failures are forgiven.
+                        if let Some(current) = self.current {
+                            self.setbacks.remove(&current);
+                        }
                         if let Err(err) = self.producer.insert_group(group) {
                             tracing::debug!(path = %self.path, %err, "group not relayed");
                         }
                     }
                     end => {
-                        ended.insert(current);
-                        let mut state = self.origins.state();
-                        if let Some((id, session)) = state.newest(&self.path, &ended) {
-                            drop(state);
-                            tracing::debug!(path = %self.path, from = current, to = id, ?end, "upstream ended, switching origin");
-                            current = id;
-                            upstream = self.switch(&session);
-                            continue;
+                        // Never stay on an origin whose subscription ended: retry it later
+                        // if it failed, and not at all if it ended the track cleanly.
+                        upstream = None;
+                        let now = Instant::now();
+                        if let Some(current) = self.current.take() {
+                            let previous = self.setbacks.get(&current).copied();
+                            let setback = match &end {
+                                Err(_) => Setback::failed(previous, now),
+                                Ok(_) => Setback { failures: previous.map_or(0, |s| s.failures), retry: None },
+                            };
+                            tracing::debug!(path = %self.path, origin = current, ?end, ?setback, "upstream ended");
+                            self.setbacks.insert(current, setback);
                         }
-                        // No other origin: end as the upstream subscription did.
-                        state.remove_relay(&self.path, self.id);
-                        drop(state);
-                        tracing::debug!(path = %self.path, ?end, "relay track ended");
-                        if let Err(err) = end {
-                            self.producer.close(err);
-                        }
-                        return;
+                        self.last_end = end.err();
+                        upstream = match self.next() {
+                            Next::Stay => upstream,
+                            Next::Switch(id, session) => Some(self.switch(id, &session)),
+                            Next::End => return self.end(),
+                        };
                     }
                 },
             }
         }
     }
 
-    /// Subscribes to the new origin; the old upstream subscription is dropped by the caller's
+    /// The earliest time an origin in backoff may be tried again, if any is still waiting.
+    fn next_retry(&self) -> Option<Instant> {
+        let now = Instant::now();
+        self.setbacks
+            .values()
+            .filter_map(|setback| setback.retry)
+            .filter(|retry| *retry > now)
+            .min()
+    }
+
+    /// Decides which origin should serve now: the newest one offering the path that is not set
+    /// back. Under the registry lock, so that ending removes the relay track before any new
+    /// subscriber could join it.
+    fn next(&mut self) -> Next {
+        let now = Instant::now();
+        let mut state = self.origins.state();
+        let usable = |id: &u64| {
+            self.setbacks
+                .get(id)
+                .is_none_or(|setback| setback.retry.is_some_and(|retry| retry <= now))
+        };
+        let offered = state
+            .routes
+            .get(&self.path)
+            .map(Vec::as_slice)
+            .unwrap_or_default();
+        if let Some((id, session)) = offered.iter().rev().find(|(id, _)| usable(id)) {
+            if Some(*id) == self.current {
+                return Next::Stay;
+            }
+            return Next::Switch(*id, session.clone());
+        }
+        // Nothing usable now. The current origin goes on serving, even if it withdrew the path;
+        // without one, wait for an origin in backoff that still offers the path.
+        let waiting = offered.iter().any(|(id, _)| {
+            self.setbacks
+                .get(id)
+                .is_some_and(|setback| setback.retry.is_some_and(|retry| retry > now))
+        });
+        if self.current.is_some() || waiting {
+            return Next::Stay;
+        }
+        state.remove_relay(&self.path, self.id);
+        Next::End
+    }
+
+    /// Ends the relay track as its last upstream subscription did, once no origin is left.
+    fn end(self) {
+        tracing::debug!(path = %self.path, end = ?self.last_end, "relay track ended");
+        if let Some(err) = self.last_end {
+            self.producer.close(err);
+        }
+    }
+
+    /// Subscribes to origin `id`; the old upstream subscription is dropped by the caller's
     /// assignment. The relay track forgets the old origin's sequences, which the new one may
     /// reuse.
-    fn switch(&self, session: &Session) -> TrackConsumer {
+    fn switch(&mut self, id: u64, session: &Session) -> TrackConsumer {
+        tracing::debug!(path = %self.path, from = ?self.current, to = id, "origin changed");
+        self.current = Some(id);
         let upstream = session.subscribe(Track::new(self.path.clone()));
         self.producer.forget_groups();
         upstream
     }
 }
 
+/// The next group of the upstream subscription; never called without one.
+async fn next_group(upstream: &mut Option<TrackConsumer>) -> Result<Option<GroupConsumer>, Error> {
+    match upstream {
+        Some(upstream) => upstream.next_group().await,
+        None => std::future::pending().await,
+    }
+}
+
 impl Router for Origins {
     fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
         Self::route(self, track)
+    }
+
+    fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        Self::cached(self, path)
     }
 }
