@@ -312,7 +312,7 @@ impl Origins {
 const RETRY_FIRST: Duration = Duration::from_millis(100);
 /// The longest wait between two tries of one origin.
 const RETRY_MAX: Duration = Duration::from_secs(1);
-/// Failures in a row (about 5.5 s of retries) after which an origin is no longer tried for the
+/// Failures in a row (4.5 s of retries) after which an origin is no longer tried for the
 /// relay track, until it withdraws the path (and announces it again).
 const RETRY_ATTEMPTS: u32 = 8;
 
