@@ -1,0 +1,224 @@
+//! The real `moq-relay` binary routing requests on loopback: a FETCH of a cold path costs the
+//! publisher nothing, and a publisher that refuses the relay's first SUBSCRIBE (it announced
+//! its path before registering the track) gets its subscribers promptly.
+
+mod common;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use bytes::Bytes;
+use common::{next_frame, next_group, path, timeout, wait_announced, Publisher, Relay, SCHEMES};
+use moq_transfork::{
+    AnnouncedProducer, Error, Path, Session, SessionOptions, Track, TrackConsumer, TrackProducer,
+};
+use tokio::sync::mpsc;
+
+/// How many cold FETCHes one test sends (per transport).
+const COLD_FETCHES: u64 = 300;
+/// What the cold FETCHes may cost the relay in resident memory.
+const MAX_RSS_GROWTH_KIB: u64 = 4 * 1024;
+
+/// A publisher session offering several tracks through a router, which counts the requests
+/// the relay sends it for each path.
+struct Tracks {
+    _session: Session,
+    producers: HashMap<Path, TrackProducer>,
+    routed: Arc<Mutex<HashMap<Path, u64>>>,
+    _announced: AnnouncedProducer,
+}
+
+impl Tracks {
+    async fn start(relay: &Relay, scheme: &str, paths: &[Path]) -> Self {
+        let announced = AnnouncedProducer::new();
+        let mut producers = HashMap::new();
+        for path in paths {
+            let (producer, _) = Track::new(path.clone()).produce();
+            producers.insert(path.clone(), producer);
+            announced.announce(path.clone());
+        }
+        let routed = Arc::new(Mutex::new(HashMap::new()));
+        let router = {
+            let (producers, routed) = (producers.clone(), routed.clone());
+            move |track: &Track| {
+                *routed.lock().unwrap().entry(track.path.clone()).or_default() += 1;
+                producers
+                    .get(&track.path)
+                    .map(TrackProducer::subscribe)
+                    .ok_or(Error::NotFound)
+            }
+        };
+        let options = SessionOptions {
+            announce: vec![announced.clone()],
+            router: Some(Arc::new(router)),
+            ..Default::default()
+        };
+        Self {
+            _session: relay.session_with(scheme, options).await,
+            producers,
+            routed,
+            _announced: announced,
+        }
+    }
+
+    /// How many requests for `path` the relay sent.
+    fn routed(&self, path: &Path) -> u64 {
+        self.routed
+            .lock()
+            .unwrap()
+            .get(path)
+            .copied()
+            .unwrap_or_default()
+    }
+
+    /// Writes a one-frame group to `path`.
+    fn write(&self, path: &Path, payload: String) {
+        let mut group = self.producers[path].append_group().unwrap();
+        group.write_frame(Bytes::from(payload));
+    }
+}
+
+/// Reads groups of `track` until one whose first frame is `expected`.
+async fn receive(track: &mut TrackConsumer, expected: &str) {
+    timeout(expected, async {
+        loop {
+            let mut group = track.next_group().await.unwrap().expect("not the end");
+            if group.read_frame().await.unwrap().as_deref() == Some(expected.as_bytes()) {
+                return;
+            }
+        }
+    })
+    .await;
+}
+
+/// FETCHes of an announced path that nobody subscribes to through the relay are answered
+/// NotFound, reach the publisher not at all, and cost the relay no memory, while a
+/// subscriber of another path of the same publisher keeps receiving.
+#[tokio::test]
+async fn a_fetch_of_a_cold_path_is_not_found_and_reaches_no_publisher() {
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let relay = Relay::start().await;
+        let (cold, live, barrier) = (path(&["cold"]), path(&["live"]), path(&["barrier"]));
+        let publisher =
+            Tracks::start(&relay, scheme, &[cold.clone(), live.clone(), barrier.clone()]).await;
+        let viewer = relay.session(scheme).await;
+        wait_announced(&viewer, &cold).await;
+        let mut healthy = viewer.subscribe(Track::new(live.clone()));
+        publisher.write(&live, "live 0".into());
+        receive(&mut healthy, "live 0").await;
+
+        let rss_before = relay.rss_kib().unwrap();
+        for sequence in 0..COLD_FETCHES {
+            let mut fetched = viewer.fetch(cold.clone(), 0, sequence, 0).unwrap();
+            assert_eq!(
+                timeout("the FETCH answer", fetched.read_frame()).await,
+                Err(Error::NotFound),
+                "{scheme}"
+            );
+            if sequence % 50 == 49 {
+                let payload = format!("live {}", sequence / 50 + 1);
+                publisher.write(&live, payload.clone());
+                receive(&mut healthy, &payload).await;
+            }
+        }
+        let rss_after = relay.rss_kib().unwrap();
+
+        // A new subscription opens the relay's next request to the publisher, after any
+        // request the FETCHes could have caused.
+        let mut last = viewer.subscribe(Track::new(barrier.clone()));
+        publisher.write(&barrier, "barrier".into());
+        receive(&mut last, "barrier").await;
+        assert_eq!(publisher.routed(&barrier), 1, "{scheme}");
+        assert_eq!(publisher.routed(&cold), 0, "{scheme}: a FETCH reached the publisher");
+        assert_eq!(publisher.routed(&live), 1, "{scheme}");
+        assert!(
+            rss_after.saturating_sub(rss_before) < MAX_RSS_GROWTH_KIB,
+            "{scheme}: relay RSS {rss_before} KiB -> {rss_after} KiB"
+        );
+
+        // The cold path is still routed for a subscriber, and then FETCH is served.
+        let mut track = viewer.subscribe(Track::new(cold.clone()));
+        publisher.write(&cold, "cold 0".into());
+        let mut group = next_group("cold group", &mut track).await;
+        assert_eq!(next_frame("cold frame", &mut group).await, "cold 0");
+        let mut fetched = viewer.fetch(cold.clone(), 0, group.sequence(), 0).unwrap();
+        assert_eq!(next_frame("fetched frame", &mut fetched).await, "cold 0");
+        assert_eq!(publisher.routed(&cold), 1, "{scheme}");
+    }
+}
+
+/// A publisher that moves (here: a new session while the old one still serves) refuses the
+/// relay's first SUBSCRIBE with NotFound, as a released moq-clock does when it announces
+/// before registering its track. The relay asks it again shortly: the subscriber gets the
+/// new session's groups within a second, not after the old session's idle timeout, and
+/// keeps them once the old session is gone.
+#[tokio::test]
+async fn a_publisher_that_refuses_the_first_subscribe_gets_its_subscribers_promptly() {
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let relay = Relay::start().await;
+        let track = path(&["moving"]);
+        let subscriber = relay.session(scheme).await;
+        let old = Publisher::start(&relay, scheme, &track).await;
+        wait_announced(&subscriber, &track).await;
+        let mut consumer = subscriber.subscribe(Track::new(track.clone()));
+        let mut group = old.producer.create_group(5).unwrap();
+        group.write_frame(Bytes::from_static(b"old"));
+        drop(group);
+        receive(&mut consumer, "old").await;
+
+        // The new session refuses the first SUBSCRIBE, then serves.
+        let (producer, _) = Track::new(track.clone()).produce();
+        let announced = AnnouncedProducer::new();
+        announced.announce(track.clone());
+        let (calls, mut called) = mpsc::unbounded_channel();
+        let router = {
+            let (producer, count) = (producer.clone(), AtomicU32::new(0));
+            move |_: &Track| {
+                let call = count.fetch_add(1, Ordering::SeqCst) + 1;
+                let _ = calls.send((call, Instant::now()));
+                if call == 1 {
+                    Err(Error::NotFound)
+                } else {
+                    Ok(producer.subscribe())
+                }
+            }
+        };
+        let options = SessionOptions {
+            announce: vec![announced.clone()],
+            router: Some(Arc::new(router)),
+            ..Default::default()
+        };
+        let _new = relay.session_with(scheme, options).await;
+        let (first, refused) = timeout("the first SUBSCRIBE", called.recv()).await.unwrap();
+        assert_eq!(first, 1);
+        let (second, asked_again) = timeout("the second SUBSCRIBE", called.recv())
+            .await
+            .unwrap();
+        assert_eq!(second, 2);
+        producer
+            .create_group(0)
+            .unwrap()
+            .write_frame(Bytes::from_static(b"new 0"));
+        receive(&mut consumer, "new 0").await;
+        let waited = refused.elapsed();
+        assert!(
+            waited < Duration::from_secs(1),
+            "{scheme}: the subscriber waited {waited:?} (asked again after {:?})",
+            asked_again - refused
+        );
+
+        // The old session goes: the subscriber stays with the new one.
+        old.session.close(Error::Cancel);
+        drop(old);
+        producer
+            .create_group(1)
+            .unwrap()
+            .write_frame(Bytes::from_static(b"new 1"));
+        receive(&mut consumer, "new 1").await;
+        assert!(called.try_recv().is_err(), "{scheme}: a third SUBSCRIBE");
+    }
+}
