@@ -43,7 +43,11 @@ impl Tracks {
         let router = {
             let (producers, routed) = (producers.clone(), routed.clone());
             move |track: &Track| {
-                *routed.lock().unwrap().entry(track.path.clone()).or_default() += 1;
+                *routed
+                    .lock()
+                    .unwrap()
+                    .entry(track.path.clone())
+                    .or_default() += 1;
                 producers
                     .get(&track.path)
                     .map(TrackProducer::subscribe)
@@ -102,8 +106,12 @@ async fn a_fetch_of_a_cold_path_is_not_found_and_reaches_no_publisher() {
     for scheme in SCHEMES {
         let relay = Relay::start().await;
         let (cold, live, barrier) = (path(&["cold"]), path(&["live"]), path(&["barrier"]));
-        let publisher =
-            Tracks::start(&relay, scheme, &[cold.clone(), live.clone(), barrier.clone()]).await;
+        let publisher = Tracks::start(
+            &relay,
+            scheme,
+            &[cold.clone(), live.clone(), barrier.clone()],
+        )
+        .await;
         let viewer = relay.session(scheme).await;
         wait_announced(&viewer, &cold).await;
         let mut healthy = viewer.subscribe(Track::new(live.clone()));
@@ -125,6 +133,9 @@ async fn a_fetch_of_a_cold_path_is_not_found_and_reaches_no_publisher() {
             }
         }
         let rss_after = relay.rss_kib().unwrap();
+        eprintln!(
+            "{scheme}: {COLD_FETCHES} cold FETCHes: relay RSS {rss_before} KiB -> {rss_after} KiB"
+        );
 
         // A new subscription opens the relay's next request to the publisher, after any
         // request the FETCHes could have caused.
@@ -132,7 +143,11 @@ async fn a_fetch_of_a_cold_path_is_not_found_and_reaches_no_publisher() {
         publisher.write(&barrier, "barrier".into());
         receive(&mut last, "barrier").await;
         assert_eq!(publisher.routed(&barrier), 1, "{scheme}");
-        assert_eq!(publisher.routed(&cold), 0, "{scheme}: a FETCH reached the publisher");
+        assert_eq!(
+            publisher.routed(&cold),
+            0,
+            "{scheme}: a FETCH reached the publisher"
+        );
         assert_eq!(publisher.routed(&live), 1, "{scheme}");
         assert!(
             rss_after.saturating_sub(rss_before) < MAX_RSS_GROWTH_KIB,

@@ -101,7 +101,10 @@ async fn an_origin_that_refuses_the_first_subscribe_is_retried() {
     new.group(&new_sub, 1, b"new1").await;
     assert_eq!(next(&mut track).await, (1, Bytes::from("new1")));
     settle().await;
-    assert!(new.no_more_requests(), "a SUBSCRIBE too many to the new origin");
+    assert!(
+        new.no_more_requests(),
+        "a SUBSCRIBE too many to the new origin"
+    );
 }
 
 /// An origin that refuses every SUBSCRIBE while it still announces the path is tried a
@@ -160,7 +163,11 @@ async fn an_origin_that_announces_again_is_used_again() {
     // The newer origin announces the path again, at once: it serves the relay track again.
     let suffix = live.clone();
     newer.announce(Announce::Ended { suffix }).await;
-    newer.announce(Announce::Active { suffix: live.clone() }).await;
+    newer
+        .announce(Announce::Active {
+            suffix: live.clone(),
+        })
+        .await;
     let (_send, _request, again) = newer.subscribed().await;
     newer.group(&again, 0, b"again0").await;
     assert_eq!(next(&mut track).await, (0, Bytes::from("again0")));
@@ -183,7 +190,11 @@ async fn the_relay_keeps_no_session_of_an_origin_that_left() {
     let second = Origin::start(&origins, &live, SessionOptions::default()).await;
     let (_second_send, _second_request, second_sub) = second.subscribed().await;
     let (first_raw, _first_stream) = first.leave();
-    let reason = within("the first origin's session to be dropped", first_raw.closed()).await;
+    let reason = within(
+        "the first origin's session to be dropped",
+        first_raw.closed(),
+    )
+    .await;
     assert_eq!(reason, Error::Cancel);
 
     // The relay track is still served, by the second origin.
@@ -276,7 +287,10 @@ async fn an_unanswered_info_request_times_out() {
     let code = Error::Transport(String::new()).code();
     assert_eq!(within("STOP_SENDING", send.stopped()).await, Ok(Some(code)));
     assert_eq!(
-        within("RESET", request.next::<u64>()).await.err().map(|e| e.code()),
+        within("RESET", request.next::<u64>())
+            .await
+            .err()
+            .map(|e| e.code()),
         Some(code)
     );
 }
@@ -298,7 +312,10 @@ async fn a_subscribe_without_info_times_out() {
     let code = Error::Transport(String::new()).code();
     assert_eq!(within("STOP_SENDING", send.stopped()).await, Ok(Some(code)));
     assert_eq!(
-        within("RESET", request.next::<u64>()).await.err().map(|e| e.code()),
+        within("RESET", request.next::<u64>())
+            .await
+            .err()
+            .map(|e| e.code()),
         Some(code)
     );
 }
