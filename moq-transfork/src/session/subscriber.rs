@@ -7,8 +7,6 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use tokio::sync::oneshot;
-
 use super::fetched::FetchedGroup;
 use super::stream::{Reader, Writer};
 use super::SessionOptions;
@@ -343,55 +341,18 @@ impl Subscriber {
         sequence: u64,
         offset: u64,
     ) -> Result<FetchedGroup, Error> {
-        // A detached group: the track exists only to create it.
-        let (track, _) = Track::new(path.clone()).produce();
-        let mut group = track.create_group(sequence)?;
-        let (interest, dropped) = oneshot::channel();
-        let fetched = FetchedGroup::new(group.subscribe(), interest);
-        let this = self.clone();
-        tokio::spawn(async move {
-            let request = Fetch {
-                path,
-                priority,
-                group: sequence,
-                offset,
-            };
-            let mut stream = None;
-            let result = tokio::select! {
-                res = this.fetch_stream(&request, &mut group, &mut stream) => res,
-                // Nothing is ever sent: this resolves when the handle is dropped.
-                _ = dropped => Err(Error::Cancel),
-            };
-            match result {
-                Ok(()) => group.finish(),
-                Err(err) => {
-                    if let Some((_, reader)) = stream.as_mut() {
-                        reader.stop(&err);
-                    }
-                    group.close(err);
-                }
-            }
-        });
-        Ok(fetched)
-    }
-
-    /// Sends `request` on a new stream (kept in `stream`) and reads the reply into `group`.
-    async fn fetch_stream(
-        &self,
-        request: &Fetch,
-        group: &mut GroupProducer,
-        stream: &mut Option<(Writer, Reader)>,
-    ) -> Result<(), Error> {
-        let (send, recv) = self.inner.conn.open_bi().await?;
-        let (writer, reader) = stream.insert((Writer::control(send), Reader::new(recv)));
-        writer.encode2(&BiStream::Fetch, request).await?;
-        writer.finish()?;
+        let request = Fetch {
+            path,
+            priority,
+            group: sequence,
+            offset,
+        };
         let limits = GroupLimits {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
             budget: None,
         };
-        read_frames(reader, group, &limits, || true).await
+        FetchedGroup::spawn(self.inner.conn.clone(), request, limits)
     }
 }
 
@@ -465,7 +426,7 @@ async fn announced_stream(
 }
 
 /// What one group read from the peer may cost.
-struct GroupLimits {
+pub(super) struct GroupLimits {
     max_frame_size: u64,
     max_group_size: u64,
     /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
@@ -479,7 +440,7 @@ const FRAME_OVERHEAD: u64 = 64;
 /// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
 /// chunks quinn delivers, without copying. Stops with [`Error::Cancel`] when `wanted` says
 /// nobody can read the group any more, and with [`Error::BoundsExceeded`] past a limit.
-async fn read_frames(
+pub(super) async fn read_frames(
     reader: &mut Reader,
     group: &mut GroupProducer,
     limits: &GroupLimits,
