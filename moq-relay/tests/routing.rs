@@ -220,6 +220,10 @@ async fn a_publisher_that_refuses_the_first_subscribe_gets_its_subscribers_promp
             .write_frame(Bytes::from_static(b"new 0"));
         receive(&mut consumer, "new 0").await;
         let waited = refused.elapsed();
+        eprintln!(
+            "{scheme}: asked again {:?} after the refusal, first new frame after {waited:?}",
+            asked_again - refused
+        );
         assert!(
             waited < Duration::from_secs(1),
             "{scheme}: the subscriber waited {waited:?} (asked again after {:?})",
