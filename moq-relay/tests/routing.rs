@@ -1,10 +1,12 @@
 //! The real `moq-relay` binary routing requests on loopback: a FETCH of a cold path costs the
 //! publisher nothing, and a publisher that refuses the relay's first SUBSCRIBE (it announced
-//! its path before registering the track) gets its subscribers promptly.
+//! its path before registering the track) gets its subscribers promptly, even when its old
+//! session died silently.
 
 mod common;
 
 use std::collections::HashMap;
+use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
@@ -14,6 +16,7 @@ use common::{next_frame, next_group, path, timeout, wait_announced, Publisher, R
 use moq_transfork::{
     AnnouncedProducer, Error, Path, Session, SessionOptions, Track, TrackConsumer, TrackProducer,
 };
+use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 
 /// How many cold FETCHes one test sends (per transport).
@@ -165,31 +168,22 @@ async fn a_fetch_of_a_cold_path_is_not_found_and_reaches_no_publisher() {
     }
 }
 
-/// A publisher that moves (here: a new session while the old one still serves) refuses the
-/// relay's first SUBSCRIBE with NotFound, as a released moq-clock does when it announces
-/// before registering its track. The relay asks it again shortly: the subscriber gets the
-/// new session's groups within a second, not after the old session's idle timeout, and
-/// keeps them once the old session is gone.
-#[tokio::test]
-async fn a_publisher_that_refuses_the_first_subscribe_gets_its_subscribers_promptly() {
-    common::init_tracing();
-    for scheme in SCHEMES {
-        let relay = Relay::start().await;
-        let track = path(&["moving"]);
-        let subscriber = relay.session(scheme).await;
-        let old = Publisher::start(&relay, scheme, &track).await;
-        wait_announced(&subscriber, &track).await;
-        let mut consumer = subscriber.subscribe(Track::new(track.clone()));
-        let mut group = old.producer.create_group(5).unwrap();
-        group.write_frame(Bytes::from_static(b"old"));
-        drop(group);
-        receive(&mut consumer, "old").await;
+/// A publisher session whose track is announced before it is registered: the first
+/// SUBSCRIBE is refused with NotFound, later ones are served. Each request is reported with
+/// its number and time.
+struct Refusing {
+    _session: Session,
+    producer: TrackProducer,
+    _announced: AnnouncedProducer,
+    called: mpsc::UnboundedReceiver<(u32, Instant)>,
+}
 
-        // The new session refuses the first SUBSCRIBE, then serves.
+impl Refusing {
+    async fn start(relay: &Relay, scheme: &str, track: &Path) -> Self {
         let (producer, _) = Track::new(track.clone()).produce();
         let announced = AnnouncedProducer::new();
         announced.announce(track.clone());
-        let (calls, mut called) = mpsc::unbounded_channel();
+        let (calls, called) = mpsc::unbounded_channel();
         let router = {
             let (producer, count) = (producer.clone(), AtomicU32::new(0));
             move |_: &Track| {
@@ -207,17 +201,96 @@ async fn a_publisher_that_refuses_the_first_subscribe_gets_its_subscribers_promp
             router: Some(Arc::new(router)),
             ..Default::default()
         };
-        let _new = relay.session_with(scheme, options).await;
-        let (first, refused) = timeout("the first SUBSCRIBE", called.recv()).await.unwrap();
+        Self {
+            _session: relay.session_with(scheme, options).await,
+            producer,
+            _announced: announced,
+            called,
+        }
+    }
+
+    /// Waits for the refused SUBSCRIBE and the one after it; returns when each came.
+    async fn refused_then_asked(&mut self) -> (Instant, Instant) {
+        let (first, refused) = timeout("the first SUBSCRIBE", self.called.recv())
+            .await
+            .unwrap();
         assert_eq!(first, 1);
-        let (second, asked_again) = timeout("the second SUBSCRIBE", called.recv())
+        let (second, asked) = timeout("the second SUBSCRIBE", self.called.recv())
             .await
             .unwrap();
         assert_eq!(second, 2);
-        producer
-            .create_group(0)
-            .unwrap()
-            .write_frame(Bytes::from_static(b"new 0"));
+        (refused, asked)
+    }
+
+    /// Writes group `sequence` with one frame.
+    fn write(&self, sequence: u64, payload: &'static str) {
+        let mut group = self.producer.create_group(sequence).unwrap();
+        group.write_frame(Bytes::from_static(payload.as_bytes()));
+    }
+}
+
+/// A UDP forwarder between one client and the relay. Dropping it cuts the client off
+/// silently, like a publisher that moved or lost its network: the relay notices only at its
+/// idle timeout.
+struct Forwarder {
+    addr: SocketAddr,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Forwarder {
+    async fn start(relay: SocketAddr) -> Self {
+        let front = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        let back = UdpSocket::bind("127.0.0.1:0").await.unwrap();
+        back.connect(relay).await.unwrap();
+        let addr = front.local_addr().unwrap();
+        let task = tokio::spawn(async move {
+            let (mut client, mut up, mut down) = (None, vec![0; 65536], vec![0; 65536]);
+            loop {
+                tokio::select! {
+                    Ok((n, from)) = front.recv_from(&mut up) => {
+                        client = Some(from);
+                        let _ = back.send(&up[..n]).await;
+                    }
+                    Ok(n) = back.recv(&mut down) => {
+                        if let Some(client) = client {
+                            let _ = front.send_to(&down[..n], client).await;
+                        }
+                    }
+                }
+            }
+        });
+        Self { addr, task }
+    }
+}
+
+impl Drop for Forwarder {
+    fn drop(&mut self) {
+        self.task.abort();
+    }
+}
+
+/// A publisher that moves (here: a new session while the old one still serves) refuses the
+/// relay's first SUBSCRIBE with NotFound, as a released moq-clock does when it announces
+/// before registering its track. The relay asks it again shortly: the subscriber gets the
+/// new session's groups within a second, and keeps them once the old session is gone.
+#[tokio::test]
+async fn a_publisher_that_refuses_the_first_subscribe_gets_its_subscribers_promptly() {
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let relay = Relay::start().await;
+        let track = path(&["moving"]);
+        let subscriber = relay.session(scheme).await;
+        let old = Publisher::start(&relay, scheme, &track).await;
+        wait_announced(&subscriber, &track).await;
+        let mut consumer = subscriber.subscribe(Track::new(track.clone()));
+        let mut group = old.producer.create_group(5).unwrap();
+        group.write_frame(Bytes::from_static(b"old"));
+        drop(group);
+        receive(&mut consumer, "old").await;
+
+        let mut new = Refusing::start(&relay, scheme, &track).await;
+        let (refused, asked_again) = new.refused_then_asked().await;
+        new.write(0, "new 0");
         receive(&mut consumer, "new 0").await;
         let waited = refused.elapsed();
         eprintln!(
@@ -226,18 +299,76 @@ async fn a_publisher_that_refuses_the_first_subscribe_gets_its_subscribers_promp
         );
         assert!(
             waited < Duration::from_secs(1),
-            "{scheme}: the subscriber waited {waited:?} (asked again after {:?})",
-            asked_again - refused
+            "{scheme}: the subscriber waited {waited:?}"
         );
 
         // The old session goes: the subscriber stays with the new one.
         old.session.close(Error::Cancel);
         drop(old);
-        producer
-            .create_group(1)
-            .unwrap()
-            .write_frame(Bytes::from_static(b"new 1"));
+        new.write(1, "new 1");
         receive(&mut consumer, "new 1").await;
-        assert!(called.try_recv().is_err(), "{scheme}: a third SUBSCRIBE");
+        assert!(
+            new.called.try_recv().is_err(),
+            "{scheme}: a third SUBSCRIBE"
+        );
+    }
+}
+
+/// The case as it happens: the publisher's old session dies silently (the relay
+/// would notice only at its idle timeout), and its new session refuses the relay's first
+/// SUBSCRIBE. The subscriber gets the new session's groups within a second, not after the
+/// old session's idle timeout.
+#[tokio::test]
+async fn a_publisher_that_moves_silently_and_refuses_first_gets_its_subscribers_promptly() {
+    common::init_tracing();
+    for scheme in SCHEMES {
+        let relay = Relay::start().await;
+        let track = path(&["moved"]);
+        let subscriber = relay.session(scheme).await;
+
+        // The old session reaches the relay through a forwarder.
+        let forwarder = Forwarder::start(relay.addr).await;
+        let (producer, _) = Track::new(track.clone()).produce();
+        let announced = AnnouncedProducer::new();
+        announced.announce(track.clone());
+        let router = {
+            let producer = producer.clone();
+            move |_: &Track| Ok(producer.subscribe())
+        };
+        let options = SessionOptions {
+            announce: vec![announced.clone()],
+            router: Some(Arc::new(router)),
+            ..Default::default()
+        };
+        let url = format!("{scheme}://localhost:{}/", forwarder.addr.port());
+        let endpoint = common::client();
+        let conn = timeout("connect", endpoint.connect(&url.parse().unwrap()))
+            .await
+            .unwrap();
+        let _old = timeout("setup", Session::connect_with(conn, options))
+            .await
+            .unwrap();
+        wait_announced(&subscriber, &track).await;
+        let mut consumer = subscriber.subscribe(Track::new(track.clone()));
+        producer
+            .create_group(5)
+            .unwrap()
+            .write_frame(Bytes::from_static(b"old"));
+        receive(&mut consumer, "old").await;
+
+        // The old session goes silent; the new one announces and refuses at first.
+        drop(forwarder);
+        let mut new = Refusing::start(&relay, scheme, &track).await;
+        let (refused, _) = new.refused_then_asked().await;
+        new.write(0, "new 0");
+        receive(&mut consumer, "new 0").await;
+        let waited = refused.elapsed();
+        eprintln!("{scheme}: old session silent; first new frame {waited:?} after the refusal");
+        assert!(
+            waited < Duration::from_secs(1),
+            "{scheme}: the subscriber waited {waited:?}"
+        );
+        new.write(1, "new 1");
+        receive(&mut consumer, "new 1").await;
     }
 }
