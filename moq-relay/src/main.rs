@@ -21,7 +21,9 @@ use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
 use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
-use moq_transfork::{CacheConfig, Origins, Path, Session, SessionOptions};
+use moq_transfork::{
+    CacheConfig, Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer,
+};
 use tracing::Instrument;
 
 use args::Args;
@@ -223,12 +225,9 @@ impl Relay {
         if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
             return cluster.serve(kind, conn).await;
         }
-        let router = {
-            let (locals, remotes) = (self.locals.clone(), self.remotes.clone());
-            move |track: &moq_transfork::Track| match locals.route(track) {
-                Err(moq_transfork::Error::NotFound) => remotes.route(track),
-                routed => routed,
-            }
+        let router = ClientRouter {
+            locals: self.locals.clone(),
+            remotes: self.remotes.clone(),
         };
         let options = SessionOptions {
             announce: vec![self.locals.announced(), self.remotes.announced()],
@@ -244,5 +243,27 @@ impl Relay {
         let reason = session.closed().await;
         tracing::info!(%reason, "session ended");
         Ok(())
+    }
+}
+
+/// Routes a client's requests to local origins first, then to remote ones.
+struct ClientRouter {
+    locals: Origins,
+    remotes: Origins,
+}
+
+impl Router for ClientRouter {
+    fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
+        match self.locals.route(track) {
+            Err(Error::NotFound) => self.remotes.route(track),
+            routed => routed,
+        }
+    }
+
+    fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        match self.locals.cached(path) {
+            Err(Error::NotFound) => self.remotes.cached(path),
+            cached => cached,
+        }
     }
 }

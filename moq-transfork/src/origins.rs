@@ -14,6 +14,10 @@ use crate::model::{
 use crate::session::{Router, Session};
 use crate::{Error, Path};
 
+mod pump;
+
+use pump::Pump;
+
 /// Tracks announced by a set of sessions, by exact path, and the session that serves each.
 ///
 /// [`Origins::serve`] learns what a session announces. Every path is announced once through
@@ -30,8 +34,12 @@ use crate::{Error, Path};
 /// subscribers keep their subscription and receive the new origin's groups, whatever their
 /// sequence numbers (the relay track forgets the old origin's sequences, see
 /// [`TrackProducer::forget_groups`]). Groups are forwarded without copying
-/// ([`TrackProducer::insert_group`]). When no other session offers the path, the relay track
-/// ends as its upstream subscription did: with its error, or cleanly. A subscriber built on
+/// ([`TrackProducer::insert_group`]). An origin whose upstream subscription fails (refused, or
+/// reset) while it still offers the path is tried again after a short delay (100 ms, doubling
+/// up to 1 s, at most 8 failures in a row), the newest other origin feeding the relay track
+/// meanwhile; one that ended the track cleanly, or failed 8 times, is tried again only once it
+/// withdraws the path and announces it again. When no origin is left to try, the relay track
+/// ends as its last upstream subscription did: with its error, or cleanly. A subscriber built on
 /// this crate refuses a group whose sequence it already received (as a duplicate); a 0.8.0
 /// subscriber ignores every group whose sequence is not above the highest it has seen, so a
 /// handover to an origin that restarts its numbering reaches it only once the numbers exceed
@@ -103,22 +111,35 @@ struct Relay {
     producer: TrackProducer,
     /// Notified when the sessions offering the path change.
     changed: Arc<Notify>,
+    /// Origins that withdrew the path since the pump last looked (see [`Pump`]).
+    withdrawn: Vec<u64>,
 }
 
 impl State {
-    /// The newest session offering `path`, other than the sessions in `except`.
-    fn newest(&self, path: &Path, except: &HashSet<u64>) -> Option<(u64, Session)> {
-        self.routes
-            .get(path)?
-            .iter()
-            .rev()
-            .find(|(id, _)| !except.contains(id))
-            .cloned()
+    /// The newest session offering `path`.
+    fn newest(&self, path: &Path) -> Option<(u64, Session)> {
+        self.routes.get(path)?.last().cloned()
     }
 
     fn notify(&self, path: &Path) {
         if let Some(relay) = self.relays.get(path) {
             relay.changed.notify_one();
+        }
+    }
+
+    /// Tells the pump of `path` that origin `id` withdrew it.
+    fn withdrawn(&mut self, path: &Path, id: u64) {
+        if let Some(relay) = self.relays.get_mut(path) {
+            relay.withdrawn.push(id);
+            relay.changed.notify_one();
+        }
+    }
+
+    /// The origins that withdrew `path` since the last call by relay `id`'s pump.
+    fn take_withdrawn(&mut self, path: &Path, id: u64) -> Vec<u64> {
+        match self.relays.get_mut(path) {
+            Some(relay) if relay.id == id => std::mem::take(&mut relay.withdrawn),
+            _ => Vec::new(),
         }
     }
 
@@ -171,9 +192,7 @@ impl Origins {
 
     /// The session that serves `path`: the one that announced it most recently.
     pub fn origin(&self, path: &Path) -> Option<Session> {
-        self.state()
-            .newest(path, &HashSet::new())
-            .map(|(_, session)| session)
+        self.state().newest(path).map(|(_, session)| session)
     }
 
     /// Subscribes to `track` through the session that serves its path.
@@ -191,7 +210,7 @@ impl Origins {
     pub fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
         let path = &track.path;
         let mut state = self.state();
-        let origin = state.newest(path, &HashSet::new()).ok_or(Error::NotFound)?;
+        let (origin, session) = state.newest(path).ok_or(Error::NotFound)?;
         if let Some(relay) = state.relays.get(path) {
             if !relay.producer.is_closed() {
                 return Ok(relay.producer.subscribe());
@@ -207,18 +226,28 @@ impl Origins {
                 id,
                 producer: producer.clone(),
                 changed: changed.clone(),
+                withdrawn: Vec::new(),
             },
         );
         drop(state);
-        let pump = Pump {
-            origins: self.clone(),
-            path: path.clone(),
-            id,
-            producer,
-            changed,
-        };
-        tokio::spawn(pump.run(origin));
+        let upstream = session.subscribe(Track::new(path.clone()));
+        let pump = Pump::new(self.clone(), path.clone(), id, producer, changed, origin);
+        tokio::spawn(pump.run(upstream));
         Ok(consumer)
+    }
+
+    /// A consumer of the relay track of `path`, only if it has one (the path has local
+    /// subscribers): what a FETCH is answered from. Unlike [`route`](Self::route), it never
+    /// creates a relay track nor subscribes upstream.
+    ///
+    /// # Errors
+    /// [`Error::NotFound`] when `path` has no relay track.
+    pub fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        let state = self.state();
+        match state.relays.get(path) {
+            Some(relay) if !relay.producer.is_closed() => Ok(relay.producer.subscribe()),
+            _ => Err(Error::NotFound),
+        }
     }
 
     /// Learns the paths `session` announces under `prefix`, until its announcements end (the
@@ -269,90 +298,16 @@ impl Origins {
             state.routes.remove(path);
             self.inner.announced.unannounce(path);
         }
-        state.notify(path);
-    }
-}
-
-/// Feeds a relay track from the newest session offering its path.
-struct Pump {
-    origins: Origins,
-    path: Path,
-    id: u64,
-    producer: TrackProducer,
-    changed: Arc<Notify>,
-}
-
-impl Pump {
-    async fn run(self, origin: (u64, Session)) {
-        let (mut current, session) = origin;
-        // Sessions whose upstream subscription already ended for this relay track: never
-        // switched back to, so two failing origins cannot alternate forever.
-        let mut ended = HashSet::new();
-        tracing::debug!(path = %self.path, origin = current, "relay track");
-        let mut upstream = session.subscribe(Track::new(self.path.clone()));
-        loop {
-            tokio::select! {
-                biased;
-                () = self.producer.unused() => {
-                    let mut state = self.origins.state();
-                    // Under the lock `route` subscribes with, so no consumer joins a relay track
-                    // that is going away.
-                    if self.producer.consumer_count() == 0 {
-                        state.remove_relay(&self.path, self.id);
-                        tracing::debug!(path = %self.path, "relay track unused");
-                        return;
-                    }
-                }
-                () = self.changed.notified() => {
-                    let newest = self.origins.state().newest(&self.path, &ended);
-                    if let Some((id, session)) = newest.filter(|(id, _)| *id != current) {
-                        tracing::debug!(path = %self.path, from = current, to = id, "origin changed");
-                        current = id;
-                        upstream = self.switch(&session);
-                    }
-                }
-                res = upstream.next_group() => match res {
-                    Ok(Some(group)) => {
-                        if let Err(err) = self.producer.insert_group(group) {
-                            tracing::debug!(path = %self.path, %err, "group not relayed");
-                        }
-                    }
-                    end => {
-                        ended.insert(current);
-                        let mut state = self.origins.state();
-                        if let Some((id, session)) = state.newest(&self.path, &ended) {
-                            drop(state);
-                            tracing::debug!(path = %self.path, from = current, to = id, ?end, "upstream ended, switching origin");
-                            current = id;
-                            upstream = self.switch(&session);
-                            continue;
-                        }
-                        // No other origin: end as the upstream subscription did.
-                        state.remove_relay(&self.path, self.id);
-                        drop(state);
-                        tracing::debug!(path = %self.path, ?end, "relay track ended");
-                        if let Err(err) = end {
-                            self.producer.close(err);
-                        }
-                        return;
-                    }
-                },
-            }
-        }
-    }
-
-    /// Subscribes to the new origin; the old upstream subscription is dropped by the caller's
-    /// assignment. The relay track forgets the old origin's sequences, which the new one may
-    /// reuse.
-    fn switch(&self, session: &Session) -> TrackConsumer {
-        let upstream = session.subscribe(Track::new(self.path.clone()));
-        self.producer.forget_groups();
-        upstream
+        state.withdrawn(path, id);
     }
 }
 
 impl Router for Origins {
     fn route(&self, track: &Track) -> Result<TrackConsumer, Error> {
         Self::route(self, track)
+    }
+
+    fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        Self::cached(self, path)
     }
 }

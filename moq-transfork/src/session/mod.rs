@@ -4,6 +4,7 @@
 //! A [`Session`] is symmetric after the handshake: either side may publish tracks, answer
 //! announce and subscribe requests, and subscribe to the peer's tracks.
 
+mod fetched;
 mod options;
 mod priority;
 mod publisher;
@@ -17,10 +18,11 @@ use std::time::Duration;
 use tracing::Instrument;
 
 use crate::message::{BiStream, ClientSetup, Extensions, Info, ServerSetup, Version, Versions};
-use crate::model::{AnnouncedConsumer, GroupConsumer, Track, TrackConsumer};
+use crate::model::{AnnouncedConsumer, Track, TrackConsumer};
 use crate::transport::{Connection, TransportKind};
 use crate::{Error, Path};
 
+pub use fetched::FetchedGroup;
 pub use options::{Router, SessionOptions};
 
 use publisher::Publisher;
@@ -259,8 +261,10 @@ impl Session {
     /// without a new SUBSCRIBE (one upstream subscription per path). When every consumer is
     /// dropped, the subscription ends (the subscribe stream is finished).
     ///
-    /// The consumer yields `Err` if the peer refuses (for example [`Error::NotFound`]) or the
-    /// subscription fails, and `Ok(None)` once the peer ends the track cleanly.
+    /// The consumer yields `Err` if the peer refuses (for example [`Error::NotFound`]), does
+    /// not answer with INFO within 10 s ([`Error::Transport`]; the subscribe stream is then
+    /// reset and stopped with code 4) or the subscription fails, and `Ok(None)` once the peer
+    /// ends the track cleanly.
     pub fn subscribe(&self, track: Track) -> TrackConsumer {
         self.inner.subscriber.subscribe(track)
     }
@@ -278,13 +282,15 @@ impl Session {
     /// upstream subscription for it.
     ///
     /// # Errors
-    /// [`Error::NotFound`] when the peer has no such track; transport and decode errors.
+    /// [`Error::NotFound`] when the peer has no such track; [`Error::Transport`] when it does
+    /// not answer within 10 s (the request stream is then reset and stopped with code 4);
+    /// other transport and decode errors.
     pub async fn info(&self, path: Path) -> Result<Info, Error> {
         self.inner.subscriber.info(path).await
     }
 
     /// Fetches one group of a track from the peer's cache, starting at frame `offset`
-    /// (spec §5.4).
+    /// (spec §5.4). Dropping the returned group ends the request (see [`FetchedGroup`]).
     ///
     /// Only peers built on this crate answer FETCH; 0.8.0 peers panic on it (spec §15.5).
     ///
@@ -297,7 +303,7 @@ impl Session {
         priority: i8,
         group: u64,
         offset: u64,
-    ) -> Result<GroupConsumer, Error> {
+    ) -> Result<FetchedGroup, Error> {
         self.inner.subscriber.fetch(path, priority, group, offset)
     }
 

@@ -5,7 +5,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use crate::model::{AnnouncedProducer, CacheConfig, Track, TrackConsumer};
-use crate::Error;
+use crate::{Error, Path};
 
 /// Finds tracks that were not published on the session itself (a relay's routing table).
 ///
@@ -13,9 +13,20 @@ use crate::Error;
 /// Return [`Error::NotFound`] when nobody offers the path; the request is then reset with
 /// that code.
 pub trait Router: Send + Sync + 'static {
-    /// Returns a consumer of the track named by `track.path`. `track` carries the
-    /// subscriber's priority, group order and expiry, for an upstream subscription.
+    /// Returns a consumer of the track named by `track.path`, for a SUBSCRIBE or an INFO
+    /// request. `track` carries the subscriber's priority, group order and expiry, for an
+    /// upstream subscription.
     fn route(&self, track: &Track) -> Result<TrackConsumer, Error>;
+
+    /// Returns a consumer of the track named by `path` only if the router holds it already,
+    /// for a FETCH, which is answered from what is cached: a FETCH must not open an upstream
+    /// subscription that it would drop at once.
+    ///
+    /// The default asks [`route`](Self::route), which suits a router without side effects;
+    /// a router that subscribes upstream overrides it, as [`Origins`](crate::Origins) does.
+    fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        self.route(&Track::new(path.clone()))
+    }
 }
 
 impl<F> Router for F

@@ -144,6 +144,18 @@ impl Publisher {
         }
     }
 
+    /// Finds a track by exact path for a FETCH: published here first, then what the router
+    /// holds already (a FETCH never makes it subscribe upstream).
+    fn lookup_cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
+        if let Some((_, published)) = self.tracks().get(path) {
+            return Ok(published.subscribe());
+        }
+        match &self.inner.router {
+            Some(router) => router.cached(path),
+            None => Err(Error::NotFound),
+        }
+    }
+
     /// Serves one bidi stream opened by the peer, whatever its type.
     pub(super) async fn serve(self, mut writer: Writer, mut reader: Reader) {
         let result = match reader.decode::<BiStream>().await {
@@ -239,7 +251,7 @@ impl Publisher {
     async fn serve_fetch(&self, writer: &mut Writer, reader: &mut Reader) -> Result<(), Error> {
         let fetch: Fetch = reader.decode().await?;
         tracing::debug!(path = %fetch.path, group = fetch.group, "fetch");
-        let track = self.lookup(&Track::new(fetch.path).with_priority(fetch.priority))?;
+        let track = self.lookup_cached(&fetch.path)?;
         let mut group = track.get_group(fetch.group).ok_or(Error::NotFound)?;
         writer.set_priority(stream_priority(
             fetch.priority,

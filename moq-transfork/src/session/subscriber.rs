@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use super::fetched::FetchedGroup;
 use super::stream::{Reader, Writer};
 use super::SessionOptions;
 use crate::message::{
@@ -14,8 +15,8 @@ use crate::message::{
     InfoRequest, Subscribe, UniStream,
 };
 use crate::model::{
-    AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, GroupConsumer, GroupProducer,
-    Track, TrackConsumer, TrackProducer,
+    AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, GroupProducer, Track,
+    TrackConsumer, TrackProducer,
 };
 use crate::transport::Connection;
 use crate::{Error, Path};
@@ -27,6 +28,17 @@ const MAX_ANNOUNCED_PATHS: usize = 65_536;
 /// How long group streams of a subscription the publisher has ended are still accepted: its
 /// last groups may be processed after the FIN of the subscribe stream.
 const ENDED_GRACE: Duration = Duration::from_millis(250);
+
+/// How long the peer may take to answer a SUBSCRIBE or an INFO request with INFO. Past it, the
+/// request fails with [`Error::Transport`] (code 4) and its stream is reset and stopped with
+/// that code, so a peer that never answers cannot hold a request (or, on a relay, the
+/// subscribers of a path) forever.
+const INFO_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// The error of a request whose INFO did not come within [`INFO_TIMEOUT`].
+fn info_timed_out() -> Error {
+    Error::Transport(format!("no INFO within {} s", INFO_TIMEOUT.as_secs()))
+}
 
 /// The subscriber half; cheap to clone.
 #[derive(Clone)]
@@ -184,7 +196,9 @@ impl Subscriber {
         let unused = self.unused(producer, &track.path, id);
         tokio::pin!(unused);
         let info = tokio::select! {
-            res = reader.decode::<Info>() => res?,
+            res = tokio::time::timeout(INFO_TIMEOUT, reader.decode::<Info>()) => {
+                res.map_err(|_| info_timed_out())??
+            }
             () = &mut unused => return unsubscribe(writer, reader),
         };
         tracing::debug!(id, ?info, "subscribe info");
@@ -295,61 +309,50 @@ impl Subscriber {
         consumer
     }
 
+    /// An INFO request: the whole exchange is bounded by [`INFO_TIMEOUT`].
     pub(super) async fn info(&self, path: Path) -> Result<Info, Error> {
-        let (send, recv) = self.inner.conn.open_bi().await?;
-        let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
-        writer
-            .encode2(&BiStream::Info, &InfoRequest { path })
-            .await?;
-        let info = reader.decode().await?;
-        writer.finish()?;
-        Ok(info)
+        let mut stream = None;
+        let request = async {
+            let (send, recv) = self.inner.conn.open_bi().await?;
+            let (writer, reader) = stream.insert((Writer::control(send), Reader::new(recv)));
+            writer
+                .encode2(&BiStream::Info, &InfoRequest { path })
+                .await?;
+            let info = reader.decode().await?;
+            writer.finish()?;
+            Ok(info)
+        };
+        let result = tokio::time::timeout(INFO_TIMEOUT, request)
+            .await
+            .unwrap_or_else(|_| Err(info_timed_out()));
+        if let (Err(err), Some((writer, reader))) = (&result, stream.as_mut()) {
+            writer.reset(err);
+            reader.stop(err);
+        }
+        result
     }
 
+    /// A FETCH, read into a detached group until the peer finishes it or the returned handle
+    /// is dropped.
     pub(super) fn fetch(
         &self,
         path: Path,
         priority: i8,
         sequence: u64,
         offset: u64,
-    ) -> Result<GroupConsumer, Error> {
-        // A detached group: the track exists only to create it.
-        let (track, _) = Track::new(path.clone()).produce();
-        let mut group = track.create_group(sequence)?;
-        let consumer = group.subscribe();
-        let conn = self.inner.conn.clone();
-        let (max_frame_size, max_group_size) =
-            (self.inner.max_frame_size, self.inner.max_group_size);
-        tokio::spawn(async move {
-            let request = Fetch {
-                path,
-                priority,
-                group: sequence,
-                offset,
-            };
-            let result = async {
-                let (send, recv) = conn.open_bi().await?;
-                let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
-                writer.encode2(&BiStream::Fetch, &request).await?;
-                writer.finish()?;
-                let limits = GroupLimits {
-                    max_frame_size,
-                    max_group_size,
-                    budget: None,
-                };
-                let result = read_frames(&mut reader, &mut group, &limits, || true).await;
-                if let Err(err) = &result {
-                    reader.stop(err);
-                }
-                result
-            }
-            .await;
-            match result {
-                Ok(()) => group.finish(),
-                Err(err) => group.close(err),
-            }
-        });
-        Ok(consumer)
+    ) -> Result<FetchedGroup, Error> {
+        let request = Fetch {
+            path,
+            priority,
+            group: sequence,
+            offset,
+        };
+        let limits = GroupLimits {
+            max_frame_size: self.inner.max_frame_size,
+            max_group_size: self.inner.max_group_size,
+            budget: None,
+        };
+        FetchedGroup::spawn(self.inner.conn.clone(), request, limits)
     }
 }
 
@@ -423,7 +426,7 @@ async fn announced_stream(
 }
 
 /// What one group read from the peer may cost.
-struct GroupLimits {
+pub(super) struct GroupLimits {
     max_frame_size: u64,
     max_group_size: u64,
     /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
@@ -437,7 +440,7 @@ const FRAME_OVERHEAD: u64 = 64;
 /// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
 /// chunks quinn delivers, without copying. Stops with [`Error::Cancel`] when `wanted` says
 /// nobody can read the group any more, and with [`Error::BoundsExceeded`] past a limit.
-async fn read_frames(
+pub(super) async fn read_frames(
     reader: &mut Reader,
     group: &mut GroupProducer,
     limits: &GroupLimits,

@@ -288,6 +288,24 @@ impl Origin {
     }
 }
 
+impl Origin {
+    /// Sends `announce` on the origin's announce stream (the relay's request).
+    pub async fn announce(&mut self, announce: Announce) {
+        self._announce
+            .write_chunk(encode(&[&|b| announce.encode(b)]))
+            .await
+            .unwrap();
+    }
+
+    /// The origin withdraws every path (FIN on its announce stream) and the test lets go of
+    /// the relay's session to it. Returns the origin's connection and its session stream,
+    /// which keep the connection up: from then on only the relay can hold that session.
+    pub fn leave(mut self) -> (Connection, (SendStream, RecvStream)) {
+        self._announce.finish().unwrap();
+        (self.raw, self._stream)
+    }
+}
+
 /// A viewer's session and the relay's end of it, whose router is `origins`.
 pub async fn viewer(origins: &Origins) -> (Session, Session) {
     let (a, b) = memory::pair();
