@@ -14,7 +14,7 @@ use moq_transfork::message::{Announce, AnnouncePlease, BiStream};
 use moq_transfork::model::{AnnouncedProducer, Track};
 use moq_transfork::transport::memory::Config;
 use moq_transfork::transport::{Connection, SendStream};
-use moq_transfork::{Encode, Error, Path, SessionOptions};
+use moq_transfork::{Encode, Error, Path, Session, SessionOptions};
 
 /// The default of `SessionOptions::max_announced_paths`, pinned: the most paths the peer may
 /// hold active on the announce streams of one session.
@@ -142,10 +142,7 @@ async fn more_than_max_announced_paths_on_one_stream_exceeds_bounds() {
         within("STOP_SENDING", send.stopped()).await,
         Ok(Some(Error::BoundsExceeded.code()))
     );
-    assert_eq!(
-        request.next::<Announce>().await,
-        Err(Error::BoundsExceeded)
-    );
+    assert_eq!(request.next::<Announce>().await, Err(Error::BoundsExceeded));
 }
 
 #[tokio::test(start_paused = true)]
@@ -267,4 +264,83 @@ async fn announcements_that_change_within_a_batch_stay_consistent_on_the_wire() 
         BTreeSet::from([path(&["z-mark-1"]), path(&["z-mark-2"]), path(&["y"])])
     );
     drop(producer);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_full_origins_registry_refuses_the_session_that_overflows_it() {
+    let origins = moq_transfork::Origins::with_max_announcements(3);
+    let _kept =
+        memory_common::Origin::start(&origins, &path(&["a"]), SessionOptions::default()).await;
+    assert_eq!(origins.announcements(), 1);
+
+    let (raw, session, _stream) = raw_server().await;
+    tokio::spawn({
+        let (origins, session) = (origins.clone(), session.clone());
+        async move { origins.serve(&session, Path::new()).await }
+    });
+    let (mut send, mut request) = accept_announce(&raw).await;
+    announce_many(&mut send, "b", 2).await;
+    settle().await;
+    assert_eq!(origins.announcements(), 3);
+    assert!(send.stopped().now_or_never().is_none());
+
+    // The fourth announcement overflows the registry: the session's announce stream is reset
+    // and stopped with BoundsExceeded, and its paths are withdrawn; the other origin's stay.
+    announce_many(&mut send, "x", 1).await;
+    assert_eq!(
+        within("STOP_SENDING", send.stopped()).await,
+        Ok(Some(Error::BoundsExceeded.code()))
+    );
+    assert_eq!(
+        within("the reset", request.next::<Announce>()).await,
+        Err(Error::BoundsExceeded)
+    );
+    settle().await;
+    assert_eq!(origins.announcements(), 1);
+    assert!(origins.contains(&path(&["a"])));
+    assert!(!origins.contains(&path(&["b0"])));
+
+    // The room it gave back is usable.
+    let _next =
+        memory_common::Origin::start(&origins, &path(&["c"]), SessionOptions::default()).await;
+    assert!(origins.contains(&path(&["c"])));
+    assert_eq!(origins.announcements(), 2);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_late_watcher_hears_every_path_once_and_in_order() {
+    let origins = moq_transfork::Origins::new();
+    let (raw, session, _stream) = raw_server().await;
+    tokio::spawn({
+        let (origins, session) = (origins.clone(), session.clone());
+        async move { origins.serve(&session, Path::new()).await }
+    });
+    let (mut send, _request) = accept_announce(&raw).await;
+    announce_many(&mut send, "p", 3000).await;
+    settle().await;
+    assert_eq!(origins.announcements(), 3000);
+
+    // A watcher of the relay asks afterwards: it gets all 3000, ascending, then the changes.
+    let (viewer, _relay_end) = {
+        let (a, b) = moq_transfork::transport::memory::pair();
+        let options = SessionOptions {
+            announce: vec![origins.announced()],
+            ..Default::default()
+        };
+        tokio::try_join!(Session::connect(a), Session::accept_with(b, options)).unwrap()
+    };
+    let mut watcher = viewer.announced(Path::new());
+    let mut expected: Vec<Path> = (0..3000).map(|i| path(&[&format!("p{i}")])).collect();
+    expected.sort();
+    for want in expected {
+        assert_eq!(
+            within("an announcement", watcher.next()).await,
+            Some(moq_transfork::Announced::Active(want))
+        );
+    }
+    announce_many(&mut send, "q", 1).await;
+    assert_eq!(
+        within("the change", watcher.next()).await,
+        Some(moq_transfork::Announced::Active(path(&["q0"])))
+    );
 }

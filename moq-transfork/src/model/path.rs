@@ -230,7 +230,10 @@ mod tests {
         let path = Path::from_iter(parts);
         assert_eq!(path.parts().collect::<Vec<_>>(), parts);
         assert_eq!(path.len(), 6);
-        assert_eq!(path.byte_len(), parts.iter().map(|p| p.len()).sum::<usize>());
+        assert_eq!(
+            path.byte_len(),
+            parts.iter().map(|p| p.len()).sum::<usize>()
+        );
         assert_ne!(Path::from_iter([""]), Path::new());
         assert_ne!(Path::from_iter(["a", "b"]), Path::from_iter(["ab"]));
         assert_ne!(Path::from_iter(["a:b"]), Path::from_iter(["a", "b"]));
@@ -238,7 +241,10 @@ mod tests {
 
     #[test]
     fn building_equals_collecting() {
-        let built = Path::new().push("a").push("b").append(&Path::from_iter(["c"]));
+        let built = Path::new()
+            .push("a")
+            .push("b")
+            .append(&Path::from_iter(["c"]));
         let collected = Path::from_iter(["a", "b", "c"]);
         assert_eq!(built, collected);
         assert_eq!(hash(&built), hash(&collected));

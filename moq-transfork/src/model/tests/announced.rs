@@ -163,7 +163,14 @@ fn changes_during_the_first_pass_are_reported_once() {
 #[test]
 fn a_prefixed_first_pass_reads_only_its_range() {
     let producer = AnnouncedProducer::new();
-    for parts in [&["a"][..], &["b"], &["b", "x"], &["b", "y", "z"], &["bb"], &["c"]] {
+    for parts in [
+        &["a"][..],
+        &["b"],
+        &["b", "x"],
+        &["b", "y", "z"],
+        &["bb"],
+        &["c"],
+    ] {
         producer.announce(path(parts));
     }
     let mut consumer = producer.subscribe_prefix(path(&["b"]));
