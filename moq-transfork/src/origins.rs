@@ -182,6 +182,11 @@ impl Origins {
         }
     }
 
+    /// The most announcements the registry holds (see [Limits](Self#limits)).
+    pub fn max_announcements(&self) -> usize {
+        self.inner.max_announcements
+    }
+
     /// How many announcements the registry holds: paths offered by sessions, a path offered
     /// by two sessions counting twice.
     pub fn announcements(&self) -> usize {

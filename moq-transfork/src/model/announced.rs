@@ -394,6 +394,28 @@ impl AnnouncedConsumer {
         })
     }
 
+    /// True when this consumer has returned `path` as `Active` and not yet as `Ended`: what
+    /// its reader believes is active. A session that merges several sources uses it to
+    /// announce a path offered by two of them once, without a table of its own.
+    pub fn reported(&self, path: &Path) -> bool {
+        let state = lock(&self.state);
+        let Some(pending) = state.consumers.get(&self.id) else {
+            return false;
+        };
+        if !path.has_prefix(&pending.prefix) {
+            return false;
+        }
+        // An end still to report: the reader believes it active (also when re-announced).
+        if pending.removals.contains(path) {
+            return true;
+        }
+        if pending.additions.contains(path) || pending.ahead(path) {
+            return false;
+        }
+        // Passed, with no change pending: the reader's view is the set's.
+        state.active.contains(path)
+    }
+
     /// Refuses these announcements with `err`: the producer's owner learns it through
     /// [`AnnouncedProducer::unused`] and [`AnnouncedProducer::refusal`]. A session resets
     /// the announce stream with `err`'s code, which ends the peer's paths. The consumer keeps
