@@ -344,3 +344,49 @@ async fn a_late_watcher_hears_every_path_once_and_in_order() {
         Some(moq_transfork::Announced::Active(path(&["q0"])))
     );
 }
+
+#[tokio::test(start_paused = true)]
+async fn a_path_announced_twice_or_ended_unknown_resets_the_stream_and_frees_its_paths() {
+    let options = SessionOptions {
+        max_announced_paths: 2,
+        ..Default::default()
+    };
+    let (raw, client, _stream) = raw_server_with(options).await;
+
+    // `active` twice: Duplicate (12).
+    let _twice = client.announced(Path::new());
+    let (mut send, _request) = accept_announce(&raw).await;
+    announce_many(&mut send, "a", 1).await;
+    announce_many(&mut send, "a", 1).await;
+    assert_eq!(
+        within("STOP_SENDING", send.stopped()).await,
+        Ok(Some(Error::Duplicate.code()))
+    );
+
+    // `ended` for a path never announced: NotFound (13).
+    let _unknown = client.announced(Path::new());
+    let (mut send, _request) = accept_announce(&raw).await;
+    send.write_chunk(encode(&[&|b| {
+        Announce::Ended {
+            suffix: path(&["never"]),
+        }
+        .encode(b)
+    }]))
+    .await
+    .unwrap();
+    assert_eq!(
+        within("STOP_SENDING", send.stopped()).await,
+        Ok(Some(Error::NotFound.code()))
+    );
+
+    // Neither stream's paths still count: a third stream holds the full cap.
+    let mut follower = client.announced(Path::new());
+    let (mut send, _request) = accept_announce(&raw).await;
+    announce_many(&mut send, "b", 2).await;
+    for _ in 0..2 {
+        let event = within("an announcement", follower.next()).await;
+        assert!(matches!(event, Some(moq_transfork::Announced::Active(_))));
+    }
+    settle().await;
+    assert!(send.stopped().now_or_never().is_none());
+}

@@ -286,6 +286,26 @@ mod tests {
         );
     }
 
+    proptest::proptest! {
+        /// Equality, order, hashing and prefixes agree with those of the list of parts.
+        #[test]
+        fn agrees_with_a_list_of_parts(
+            a in proptest::collection::vec("[ab:0-9]{0,3}|x{9,12}", 0..4),
+            b in proptest::collection::vec("[ab:0-9]{0,3}|x{9,12}", 0..4),
+        ) {
+            let (pa, pb) = (Path::from_iter(&a), Path::from_iter(&b));
+            proptest::prop_assert_eq!(pa.parts().collect::<Vec<_>>(), a.iter().map(String::as_str).collect::<Vec<_>>());
+            proptest::prop_assert_eq!(pa.cmp(&pb), a.cmp(&b));
+            proptest::prop_assert_eq!(pa == pb, a == b);
+            if a == b {
+                proptest::prop_assert_eq!(hash(&pa), hash(&pb));
+            }
+            proptest::prop_assert_eq!(pa.has_prefix(&pb), a.starts_with(&b));
+            let rest = a.strip_prefix(b.as_slice()).map(Path::from_iter);
+            proptest::prop_assert_eq!(pa.strip_prefix(&pb), rest);
+        }
+    }
+
     #[test]
     fn displays_joined_and_debugs_as_a_list() {
         let path = Path::from_iter(["a", "b c"]);
