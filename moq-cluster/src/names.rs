@@ -16,8 +16,9 @@ pub fn member_name(path: &Path) -> Option<&str> {
     if !path.has_prefix(&prefix) {
         return None;
     }
-    match path.parts().get(prefix.len()..) {
-        Some([name]) if !name.is_empty() => Some(name),
+    let mut rest = path.parts().skip(prefix.len());
+    match (rest.next(), rest.next()) {
+        (Some(name), None) if !name.is_empty() => Some(name),
         _ => None,
     }
 }

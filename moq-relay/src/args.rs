@@ -66,6 +66,17 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 8, value_name = "N", value_parser = clap::value_parser!(u64).range(1..=1024))]
     pub(crate) cache_max_groups: u64,
 
+    /// The most paths one client may hold announced at once. The announce stream that would
+    /// go beyond it is reset with BoundsExceeded (11), which withdraws the client's paths.
+    #[arg(long, default_value_t = 1024, value_name = "N")]
+    pub(crate) announce_max_per_session: usize,
+
+    /// The most announcements the relay holds from its clients together (a path announced by
+    /// two clients counts twice), and likewise from the cluster. The client whose
+    /// announcement would go beyond it has its announce stream reset with BoundsExceeded (11).
+    #[arg(long, default_value_t = 65_536, value_name = "N")]
+    pub(crate) announce_max_total: usize,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,

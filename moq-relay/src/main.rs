@@ -79,7 +79,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, http.is_some());
 
-    let relay = Relay::new(args.linger(), args.cache());
+    let relay = Relay::new(args.linger(), args.cache())
+        .with_announce_limits(args.announce_max_per_session, args.announce_max_total);
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -165,6 +166,8 @@ struct Relay {
     next_session: Arc<AtomicU64>,
     /// Serves the links other relays of the cluster open to this one.
     cluster: Option<Cluster>,
+    /// The most paths one client may announce (`--announce-max-per-session`).
+    announce_per_session: usize,
 }
 
 impl Relay {
@@ -177,6 +180,18 @@ impl Relay {
             sessions: sessions::Sessions::default(),
             next_session: Arc::default(),
             cluster: None,
+            announce_per_session: SessionOptions::default().max_announced_paths,
+        }
+    }
+
+    /// Caps what clients may announce: `per_session` paths each, `total` in all (and
+    /// `total` from the cluster; a cluster link may carry that many).
+    fn with_announce_limits(self, per_session: usize, total: usize) -> Self {
+        Self {
+            locals: Origins::with_max_announcements(total),
+            remotes: Origins::with_max_announcements(total),
+            announce_per_session: per_session,
+            ..self
         }
     }
 
@@ -192,6 +207,7 @@ impl Relay {
         SessionOptions {
             linger: self.linger,
             cache: self.cache,
+            max_announced_paths: self.locals.max_announcements(),
             ..Default::default()
         }
     }
@@ -232,6 +248,7 @@ impl Relay {
         let options = SessionOptions {
             announce: vec![self.locals.announced(), self.remotes.announced()],
             router: Some(Arc::new(router)),
+            max_announced_paths: self.announce_per_session,
             ..self.options()
         };
         let session = Session::accept_with(conn, options).await?;

@@ -1,7 +1,7 @@
 //! A registry of the tracks that sessions announce, used to route subscriptions to them: the
 //! heart of a relay.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::fmt;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -45,6 +45,15 @@ use pump::Pump;
 /// handover to an origin that restarts its numbering reaches it only once the numbers exceed
 /// the old ones.
 ///
+/// # Limits
+///
+/// The registry holds at most [`max_announcements`](Self::with_max_announcements) paths
+/// offered by sessions (a path offered by two sessions counts twice). A session whose
+/// announcement would go beyond it has its announcements refused with
+/// [`Error::BoundsExceeded`]: the session resets its announce stream with that code, and
+/// every path it offered is withdrawn. The others keep theirs. Each announced path is held
+/// once, however many tables and watchers refer to it ([`Path`] clones share their bytes).
+///
 /// Cheap to clone: clones share the registry.
 ///
 /// # Examples
@@ -73,22 +82,24 @@ use pump::Pump;
 /// # Ok(())
 /// # }
 /// ```
-#[derive(Clone, Default)]
+#[derive(Clone)]
 pub struct Origins {
     inner: Arc<OriginsInner>,
 }
 
-#[derive(Default)]
 struct OriginsInner {
     announced: AnnouncedProducer,
     state: Mutex<State>,
     next_id: AtomicU64,
+    max_announcements: usize,
 }
 
 #[derive(Default)]
 struct State {
     /// Sessions offering each path, oldest first; the newest serves.
     routes: HashMap<Path, Vec<(u64, Session)>>,
+    /// The (path, session) pairs in `routes`.
+    announcements: usize,
     /// The relay track of each path with subscribers.
     relays: HashMap<Path, Relay>,
     next_relay: u64,
@@ -156,15 +167,51 @@ impl fmt::Debug for Origins {
         let state = self.state();
         f.debug_struct("Origins")
             .field("paths", &state.routes.len())
+            .field("announcements", &state.announcements)
             .field("relayed", &state.relays.len())
             .finish()
     }
 }
 
+impl Default for Origins {
+    fn default() -> Self {
+        Self::with_max_announcements(Self::DEFAULT_MAX_ANNOUNCEMENTS)
+    }
+}
+
 impl Origins {
-    /// An empty registry.
+    /// The default of [`with_max_announcements`](Self::with_max_announcements).
+    pub const DEFAULT_MAX_ANNOUNCEMENTS: usize = 65_536;
+
+    /// An empty registry that holds at most [`DEFAULT_MAX_ANNOUNCEMENTS`] announcements.
+    ///
+    /// [`DEFAULT_MAX_ANNOUNCEMENTS`]: Self::DEFAULT_MAX_ANNOUNCEMENTS
     pub fn new() -> Self {
         Self::default()
+    }
+
+    /// An empty registry that holds at most `max` announcements: paths offered by sessions,
+    /// a path offered by two sessions counting twice (see [Limits](Self#limits)).
+    pub fn with_max_announcements(max: usize) -> Self {
+        Self {
+            inner: Arc::new(OriginsInner {
+                announced: AnnouncedProducer::new(),
+                state: Mutex::default(),
+                next_id: AtomicU64::new(0),
+                max_announcements: max,
+            }),
+        }
+    }
+
+    /// The most announcements the registry holds (see [Limits](Self#limits)).
+    pub fn max_announcements(&self) -> usize {
+        self.inner.max_announcements
+    }
+
+    /// How many announcements the registry holds: paths offered by sessions, a path offered
+    /// by two sessions counting twice.
+    pub fn announcements(&self) -> usize {
+        self.state().announcements
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
@@ -253,39 +300,59 @@ impl Origins {
     /// Learns the paths `session` announces under `prefix`, until its announcements end (the
     /// session closes or the peer ends the stream); then withdraws them all.
     ///
+    /// When the registry is full (see [Limits](Self#limits)), the session's announcements are
+    /// refused with [`Error::BoundsExceeded`], and its paths are withdrawn as its announce
+    /// stream ends.
+    ///
     /// # Cancel safety
     /// Cancelling withdraws nothing; call it for the life of the session.
     pub async fn serve(&self, session: &Session, prefix: Path) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut announced = session.announced(prefix);
-        let mut offered = HashSet::new();
+        let mut refused = false;
+        // Every path reported active is reported ended before the stream's last `None`, so
+        // nothing needs to be remembered here to withdraw it.
         while let Some(event) = announced.next().await {
             match event {
+                Announced::Active(_) if refused => {}
                 Announced::Active(path) => {
                     tracing::debug!(%path, "origin announced");
-                    self.add(&path, id, session);
-                    offered.insert(path);
+                    if !self.add(&path, id, session) {
+                        tracing::info!(
+                            %path,
+                            max = self.inner.max_announcements,
+                            "announcements refused: the relay holds its maximum"
+                        );
+                        announced.refuse(Error::BoundsExceeded);
+                        refused = true;
+                    }
                 }
                 Announced::Ended(path) => {
                     tracing::debug!(%path, "origin ended");
                     self.remove(&path, id);
-                    offered.remove(&path);
                 }
             }
         }
-        for path in offered {
-            self.remove(&path, id);
-        }
     }
 
-    fn add(&self, path: &Path, id: u64, session: &Session) {
+    /// Records that session `id` offers `path`; false when the registry is full.
+    fn add(&self, path: &Path, id: u64, session: &Session) -> bool {
         let mut state = self.state();
-        let sessions = state.routes.entry(path.clone()).or_default();
+        if state.announcements >= self.inner.max_announcements {
+            return false;
+        }
+        state.announcements += 1;
+        // Most paths have one origin: no room reserved for more.
+        let sessions = state
+            .routes
+            .entry(path.clone())
+            .or_insert_with(|| Vec::with_capacity(1));
         sessions.push((id, session.clone()));
         if sessions.len() == 1 {
             self.inner.announced.announce(path.clone());
         }
         state.notify(path);
+        true
     }
 
     fn remove(&self, path: &Path, id: u64) {
@@ -293,11 +360,18 @@ impl Origins {
         let Some(sessions) = state.routes.get_mut(path) else {
             return;
         };
+        let before = sessions.len();
         sessions.retain(|(current, _)| *current != id);
+        let removed = before - sessions.len();
+        if removed == 0 {
+            // Never added (refused): nothing changed.
+            return;
+        }
         if sessions.is_empty() {
             state.routes.remove(path);
             self.inner.announced.unannounce(path);
         }
+        state.announcements -= removed;
         state.withdrawn(path, id);
     }
 }

@@ -2,16 +2,23 @@
 //!
 //! An [`AnnouncedProducer`] keeps the set of active paths. Each [`AnnouncedConsumer`] follows
 //! the paths under its prefix: first every active one in ascending order, then the changes.
-//! Pending changes are coalesced per path, so a consumer that never reads holds at most one
-//! entry per distinct path.
+//!
+//! Consumers share the producer's set rather than copy it. A new consumer holds only a cursor
+//! into the set, which it walks one path per call, so subscribing costs the same whether one
+//! path is active or a million, and no call holds the lock for more than one step. Only the
+//! changes to paths a consumer has already passed are recorded for it, coalesced per path,
+//! and a [`Path`] is a shared pointer: a consumer that never reads holds at most two pointers
+//! per distinct path that changed.
 
 use std::collections::{BTreeSet, HashMap};
 use std::future::poll_fn;
+use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
 use super::waiter::lock;
 use super::Path;
+use crate::Error;
 
 /// A change in the set of active paths, with the full path.
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
@@ -38,30 +45,58 @@ struct State {
     next_id: u64,
     producers: usize,
     closed: bool,
+    /// Set by [`AnnouncedConsumer::refuse`].
+    refused: Option<Error>,
     /// Tasks waiting in [`AnnouncedProducer::unused`].
     unused_wakers: Vec<Waker>,
 }
 
+/// How far a consumer's first pass over the active set has gone.
+#[derive(Debug)]
+enum Scan {
+    /// Not started: every active path under the prefix is still to be reported.
+    Start,
+    /// The paths up to and including this one were reported if they were active when passed;
+    /// the later ones are still to be read from the active set itself.
+    After(Path),
+    /// Every path has been passed.
+    Done,
+}
+
 /// What one consumer still has to hear about.
 ///
-/// A path in `removals` was reported active and must be reported ended; a path in `additions` is
-/// active and must be reported active. A path in both was re-announced after the consumer saw
-/// it: a new instance, reported as `Ended` then `Active`.
+/// The first pass reports the active paths from the shared set. A change to a path the pass
+/// has not reached needs no record: the pass reports the path as it then is. For a path
+/// already passed, a path in `removals` was reported active and must be reported ended, and
+/// a path in `additions` is active and must be reported active. A path in both was
+/// re-announced after the consumer saw it: a new instance, reported as `Ended` then `Active`.
 #[derive(Debug)]
 struct Pending {
     prefix: Path,
+    scan: Scan,
     removals: BTreeSet<Path>,
     additions: BTreeSet<Path>,
     waker: Option<Waker>,
 }
 
 impl Pending {
+    /// True when the first pass has not reached `path` yet.
+    fn ahead(&self, path: &Path) -> bool {
+        match &self.scan {
+            Scan::Start => true,
+            Scan::After(last) => path > last,
+            Scan::Done => false,
+        }
+    }
+
     /// Records that `path` became active; returns the waker to wake if it concerns us.
     fn announce(&mut self, path: &Path) -> Option<Waker> {
         if !path.has_prefix(&self.prefix) {
             return None;
         }
-        self.additions.insert(path.clone());
+        if !self.ahead(path) {
+            self.additions.insert(path.clone());
+        }
         self.waker.take()
     }
 
@@ -72,10 +107,30 @@ impl Pending {
         }
         // Never reported active: forget it. Otherwise (seen, or seen and re-announced) report
         // the end.
-        if !self.additions.remove(path) {
+        if !self.ahead(path) && !self.additions.remove(path) {
             self.removals.insert(path.clone());
         }
         self.waker.take()
+    }
+
+    /// The next step of the first pass: the next active path under the prefix, if any.
+    fn scan(&mut self, active: &BTreeSet<Path>) -> Option<Path> {
+        // Paths under a prefix are contiguous in the order, starting at the prefix itself.
+        let from = match &self.scan {
+            Scan::Start => Bound::Included(&self.prefix),
+            Scan::After(last) => Bound::Excluded(last),
+            Scan::Done => return None,
+        };
+        let next = active
+            .range((from, Bound::Unbounded))
+            .next()
+            .filter(|path| path.has_prefix(&self.prefix))
+            .cloned();
+        self.scan = match &next {
+            Some(path) => Scan::After(path.clone()),
+            None => Scan::Done,
+        };
+        next
     }
 }
 
@@ -177,8 +232,10 @@ impl AnnouncedProducer {
         lock(&self.state).consumers.len()
     }
 
-    /// Resolves once no consumer remains: at once if there is none, otherwise when the last
-    /// one is dropped. A session uses it to end an announce stream nobody follows any more.
+    /// Resolves once no consumer remains (at once if there is none, otherwise when the last
+    /// one is dropped), or once a consumer has refused the announcements (see
+    /// [`refusal`](Self::refusal)). A session uses it to end an announce stream nobody follows
+    /// any more, or to reset one whose announcements were refused.
     ///
     /// # Cancel safety
     ///
@@ -186,7 +243,7 @@ impl AnnouncedProducer {
     pub async fn unused(&self) {
         poll_fn(|cx| {
             let mut state = lock(&self.state);
-            if state.consumers.is_empty() {
+            if state.consumers.is_empty() || state.refused.is_some() {
                 return Poll::Ready(());
             }
             if !state.unused_wakers.iter().any(|w| w.will_wake(cx.waker())) {
@@ -197,23 +254,26 @@ impl AnnouncedProducer {
         .await
     }
 
+    /// The error a consumer refused these announcements with, if one did
+    /// ([`AnnouncedConsumer::refuse`]).
+    pub fn refusal(&self) -> Option<Error> {
+        lock(&self.state).refused.clone()
+    }
+
     /// A consumer of the paths that start with `prefix` (whole parts).
+    ///
+    /// It copies nothing: it reads the active paths from the shared set as it goes.
     pub fn subscribe_prefix(&self, prefix: Path) -> AnnouncedConsumer {
         let mut state = lock(&self.state);
         let id = state.next_id;
         state.next_id += 1;
-        let additions = state
-            .active
-            .iter()
-            .filter(|path| path.has_prefix(&prefix))
-            .cloned()
-            .collect();
         state.consumers.insert(
             id,
             Pending {
                 prefix: prefix.clone(),
+                scan: Scan::Start,
                 removals: BTreeSet::new(),
-                additions,
+                additions: BTreeSet::new(),
                 waker: None,
             },
         );
@@ -284,18 +344,26 @@ impl AnnouncedConsumer {
 
     /// Polls for the next change; see [`next`](Self::next).
     pub fn poll_next(&mut self, cx: &mut Context<'_>) -> Poll<Option<Announced>> {
-        let mut state = lock(&self.state);
-        let closed = state.closed;
-        let Some(pending) = state.consumers.get_mut(&self.id) else {
+        let mut guard = lock(&self.state);
+        let State {
+            active,
+            consumers,
+            closed,
+            ..
+        } = &mut *guard;
+        let Some(pending) = consumers.get_mut(&self.id) else {
             return Poll::Ready(None);
         };
+        if let Some(path) = pending.scan(active) {
+            return Poll::Ready(Some(Announced::Active(path)));
+        }
         if let Some(path) = pending.removals.pop_first() {
             return Poll::Ready(Some(Announced::Ended(path)));
         }
         if let Some(path) = pending.additions.pop_first() {
             return Poll::Ready(Some(Announced::Active(path)));
         }
-        if closed {
+        if *closed {
             return Poll::Ready(None);
         }
         match &pending.waker {
@@ -305,9 +373,10 @@ impl AnnouncedConsumer {
         Poll::Pending
     }
 
-    /// Returns the next change, with the full path. When several are pending, every `Ended`
-    /// comes before any `Active`, each group in ascending path order. Returns `None` once the
-    /// producer is gone and every path this consumer saw active was reported `Ended`.
+    /// Returns the next change, with the full path. The paths active when the consumer was
+    /// created come first, in ascending order. Then, when several changes are pending, every
+    /// `Ended` comes before any `Active`, each group in ascending path order. Returns `None`
+    /// once the producer is gone and every path this consumer saw active was reported `Ended`.
     ///
     /// # Cancel safety
     ///
@@ -316,12 +385,52 @@ impl AnnouncedConsumer {
         poll_fn(|cx| self.poll_next(cx)).await
     }
 
-    /// The number of changes waiting to be returned (at most one or two per distinct path).
+    /// The number of changes recorded for this consumer (at most one or two per distinct
+    /// path), besides the active paths its first pass has yet to read from the shared set.
     pub fn pending(&self) -> usize {
         let state = lock(&self.state);
         state.consumers.get(&self.id).map_or(0, |pending| {
             pending.removals.len() + pending.additions.len()
         })
+    }
+
+    /// True when this consumer has returned `path` as `Active` and not yet as `Ended`: what
+    /// its reader believes is active. A session that merges several sources uses it to
+    /// announce a path offered by two of them once, without a table of its own.
+    pub fn reported(&self, path: &Path) -> bool {
+        let state = lock(&self.state);
+        let Some(pending) = state.consumers.get(&self.id) else {
+            return false;
+        };
+        if !path.has_prefix(&pending.prefix) {
+            return false;
+        }
+        // An end still to report: the reader believes it active (also when re-announced).
+        if pending.removals.contains(path) {
+            return true;
+        }
+        if pending.additions.contains(path) || pending.ahead(path) {
+            return false;
+        }
+        // Passed, with no change pending: the reader's view is the set's.
+        state.active.contains(path)
+    }
+
+    /// Refuses these announcements with `err`: the producer's owner learns it through
+    /// [`AnnouncedProducer::unused`] and [`AnnouncedProducer::refusal`]. A session resets
+    /// the announce stream with `err`'s code, which ends the peer's paths. The consumer keeps
+    /// receiving changes, so its owner can withdraw what it learnt as the `Ended`s arrive.
+    /// Only the first refusal counts.
+    pub fn refuse(&self, err: Error) {
+        let wakers = {
+            let mut state = lock(&self.state);
+            if state.refused.is_some() {
+                return;
+            }
+            state.refused = Some(err);
+            std::mem::take(&mut state.unused_wakers)
+        };
+        wake(wakers);
     }
 }
 

@@ -20,7 +20,7 @@ pub use cache::{CacheBudget, CacheConfig};
 pub use frame::{FrameConsumer, FrameProducer};
 pub use group::{GroupConsumer, GroupProducer};
 pub use order::GroupOrder;
-pub use path::Path;
+pub use path::{Parts, Path};
 pub use track::{Track, TrackConsumer, TrackHandle, TrackProducer, MAX_SEQUENCE};
 
 #[cfg(test)]

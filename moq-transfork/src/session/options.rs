@@ -65,6 +65,18 @@ pub struct SessionOptions {
     /// How long an upstream subscription outlives its last consumer, so a viewer that
     /// reconnects at once does not cost a new SUBSCRIBE.
     pub linger: Duration,
+    /// The most paths the peer may hold active at once on the announce streams this session
+    /// follows ([`Session::announced`](crate::Session::announced)), all streams together.
+    /// The announce stream that would go beyond it is reset with [`Error::BoundsExceeded`],
+    /// which ends every path announced on it. Default
+    /// [`DEFAULT_MAX_ANNOUNCED_PATHS`](Self::DEFAULT_MAX_ANNOUNCED_PATHS).
+    pub max_announced_paths: usize,
+}
+
+impl SessionOptions {
+    /// The default of [`max_announced_paths`](Self::max_announced_paths): enough for a
+    /// session that follows every path of a large relay.
+    pub const DEFAULT_MAX_ANNOUNCED_PATHS: usize = 65_536;
 }
 
 impl Default for SessionOptions {
@@ -77,6 +89,7 @@ impl Default for SessionOptions {
             max_frame_size: 64 << 20,
             max_group_size: 64 << 20,
             linger: Duration::ZERO,
+            max_announced_paths: Self::DEFAULT_MAX_ANNOUNCED_PATHS,
         }
     }
 }
@@ -91,6 +104,7 @@ impl fmt::Debug for SessionOptions {
             .field("max_frame_size", &self.max_frame_size)
             .field("max_group_size", &self.max_group_size)
             .field("linger", &self.linger)
+            .field("max_announced_paths", &self.max_announced_paths)
             .finish()
     }
 }

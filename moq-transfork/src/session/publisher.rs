@@ -188,12 +188,10 @@ impl Publisher {
         for extra in &self.inner.extra {
             sources.push(extra.subscribe_prefix(prefix.clone()));
         }
-        // A path offered by several sources is announced once, and ended with the last one.
-        let mut counts: HashMap<Path, usize> = HashMap::new();
 
         loop {
             let mut events = tokio::select! {
-                events = next_events(&mut sources) => events,
+                events = next_events(&mut sources, MAX_ANNOUNCE_BATCH) => events,
                 res = reader.closed() => {
                     // The subscriber lost interest; answer its FIN with ours (spec §7.3).
                     res?;
@@ -205,12 +203,12 @@ impl Publisher {
             }
             // Gather what is already pending (bounded), so one write carries the whole update.
             while events.len() < MAX_ANNOUNCE_BATCH {
-                match next_events(&mut sources).now_or_never() {
+                match next_events(&mut sources, MAX_ANNOUNCE_BATCH - events.len()).now_or_never() {
                     Some(more) if !more.is_empty() => events.extend(more),
                     _ => break,
                 }
             }
-            let messages = net_changes(&mut counts, events, &prefix);
+            let messages = net_changes(events, &prefix);
             if !messages.is_empty() {
                 writer.encode_all(&messages).await?;
             }
@@ -295,40 +293,27 @@ fn info(track: &TrackConsumer) -> Info {
     }
 }
 
-/// Applies a batch of events to the per-path source counts and returns the ANNOUNCEs that
-/// take the peer from the state before the batch to the state after it: removals before
-/// additions, each in ascending order (spec §5.2). A path that appeared and vanished within
-/// the batch is not mentioned; one that vanished and came back is ended and announced again
-/// (a new instance).
-fn net_changes(
-    counts: &mut HashMap<Path, usize>,
-    events: Vec<Announced>,
-    prefix: &Path,
-) -> Vec<Announce> {
-    // For each touched path: was it active before the batch, and did it drop to zero within it.
-    let mut touched: BTreeMap<Path, (bool, bool)> = BTreeMap::new();
+/// Returns the ANNOUNCEs that take the peer from its view before a batch of visible changes
+/// (see [`next_events`]) to the view after it: removals before additions, each in ascending
+/// order (spec §5.2). A path that appeared and vanished within the batch is not mentioned; one
+/// that vanished and came back is ended and announced again (a new instance).
+fn net_changes(events: Vec<Announced>, prefix: &Path) -> Vec<Announce> {
+    // Visible changes of one path alternate, so the first tells its state before the batch.
+    // For each touched path: active before, ended within, active after.
+    let mut touched: BTreeMap<Path, (bool, bool, bool)> = BTreeMap::new();
     for event in events {
-        let path = event.path().clone();
-        let before = counts.contains_key(&path);
-        let entry = touched.entry(path.clone()).or_insert((before, false));
-        match event {
-            Announced::Active(_) => *counts.entry(path).or_default() += 1,
-            Announced::Ended(_) => {
-                if let Some(count) = counts.get_mut(&path) {
-                    *count -= 1;
-                    if *count == 0 {
-                        counts.remove(&path);
-                        entry.1 = true;
-                    }
-                }
-            }
-        }
+        let (path, active) = match event {
+            Announced::Active(path) => (path, true),
+            Announced::Ended(path) => (path, false),
+        };
+        let entry = touched.entry(path).or_insert((!active, false, !active));
+        entry.1 |= !active;
+        entry.2 = active;
     }
     let mut ended = Vec::new();
     let mut active = Vec::new();
-    for (path, (before, dropped)) in touched {
-        let after = counts.contains_key(&path);
-        if before && (dropped || !after) {
+    for (path, (before, dropped, after)) in touched {
+        if before && dropped {
             ended.push(Announce::Ended {
                 suffix: suffix(&path, prefix),
             });
@@ -348,16 +333,28 @@ fn suffix(path: &Path, prefix: &Path) -> Path {
     path.strip_prefix(prefix).unwrap_or_else(|| path.clone())
 }
 
-/// Waits until at least one source has an event and returns everything ready; sources that
-/// ended are removed. Returns an empty list once no source is left.
-async fn next_events(sources: &mut Vec<AnnouncedConsumer>) -> Vec<Announced> {
+/// Waits until at least one source has an event and returns what is ready that changes the
+/// peer's view, at most `max` changes (a new request's first pass over a large set is written
+/// in bounded batches); sources that ended are removed. Returns an empty list once no source
+/// is left.
+///
+/// A path offered by several sources is announced once, and ended with the last one: a
+/// source's change is visible only when no other source has reported the path (each
+/// consumer's [`reported`](AnnouncedConsumer::reported) is the per-path state, so the
+/// request keeps no table of its own).
+async fn next_events(sources: &mut Vec<AnnouncedConsumer>, max: usize) -> Vec<Announced> {
     futures::future::poll_fn(|cx| {
         let mut events = Vec::new();
         let mut i = 0;
-        while i < sources.len() {
+        while i < sources.len() && events.len() < max {
             match sources[i].poll_next(cx) {
                 Poll::Ready(Some(event)) => {
-                    events.push(event);
+                    let path = event.path();
+                    let elsewhere = (sources.iter().enumerate())
+                        .any(|(j, other)| j != i && other.reported(path));
+                    if !elsewhere {
+                        events.push(event);
+                    }
                     continue; // drain this source before moving on
                 }
                 Poll::Ready(None) => {
@@ -383,19 +380,34 @@ mod tests {
         Path::from_iter([name])
     }
 
+    fn active(name: &str) -> Announced {
+        Announced::Active(p(name))
+    }
+
+    fn ended(name: &str) -> Announced {
+        Announced::Ended(p(name))
+    }
+
+    /// What one call of `next_events` returns, if it is ready.
+    fn ready(sources: &mut Vec<AnnouncedConsumer>, max: usize) -> Option<Vec<Announced>> {
+        next_events(sources, max).now_or_never()
+    }
+
     #[test]
     fn a_path_that_comes_and_goes_within_a_batch_is_not_mentioned() {
-        let mut counts = HashMap::new();
-        let events = vec![Announced::Active(p("x")), Announced::Ended(p("x"))];
-        assert!(net_changes(&mut counts, events, &Path::new()).is_empty());
-        assert!(counts.is_empty());
+        let events = vec![active("x"), ended("x")];
+        assert!(net_changes(events, &Path::new()).is_empty());
+        let events = vec![active("x"), ended("x"), active("x")];
+        assert_eq!(
+            net_changes(events, &Path::new()),
+            vec![Announce::Active { suffix: p("x") }]
+        );
     }
 
     #[test]
     fn a_path_that_goes_and_comes_back_is_ended_then_announced() {
-        let mut counts = HashMap::from([(p("x"), 1)]);
-        let events = vec![Announced::Ended(p("x")), Announced::Active(p("x"))];
-        let messages = net_changes(&mut counts, events, &Path::new());
+        let events = vec![ended("x"), active("x")];
+        let messages = net_changes(events, &Path::new());
         assert_eq!(
             messages,
             vec![
@@ -406,34 +418,49 @@ mod tests {
     }
 
     #[test]
-    fn a_path_offered_twice_ends_with_its_last_source() {
-        let mut counts = HashMap::new();
-        let both = vec![Announced::Active(p("x")), Announced::Active(p("x"))];
-        assert_eq!(net_changes(&mut counts, both, &Path::new()).len(), 1);
-        let one = vec![Announced::Ended(p("x"))];
-        assert!(net_changes(&mut counts, one, &Path::new()).is_empty());
-        let last = vec![Announced::Ended(p("x"))];
-        assert_eq!(
-            net_changes(&mut counts, last, &Path::new()),
-            vec![Announce::Ended { suffix: p("x") }]
-        );
-    }
-
-    #[test]
     fn removals_come_before_additions_in_path_order() {
-        let mut counts = HashMap::from([(p("b"), 1)]);
-        let events = vec![
-            Announced::Active(p("c")),
-            Announced::Active(p("a")),
-            Announced::Ended(p("b")),
-        ];
+        let events = vec![active("c"), active("a"), ended("b")];
         assert_eq!(
-            net_changes(&mut counts, events, &Path::new()),
+            net_changes(events, &Path::new()),
             vec![
                 Announce::Ended { suffix: p("b") },
                 Announce::Active { suffix: p("a") },
                 Announce::Active { suffix: p("c") }
             ]
         );
+    }
+
+    #[test]
+    fn a_path_offered_by_two_sources_is_announced_once_and_ended_with_the_last() {
+        let (one, two) = (AnnouncedProducer::new(), AnnouncedProducer::new());
+        let mut sources = vec![one.subscribe(), two.subscribe()];
+        one.announce(p("x"));
+        two.announce(p("x"));
+        assert_eq!(ready(&mut sources, 10), Some(vec![active("x")]));
+        one.unannounce(&p("x"));
+        assert_eq!(ready(&mut sources, 10), None, "still offered by two");
+        two.unannounce(&p("x"));
+        assert_eq!(ready(&mut sources, 10), Some(vec![ended("x")]));
+        // Dropping a source that never offered anything ends it quietly.
+        drop(one);
+        assert_eq!(ready(&mut sources, 10), None);
+        assert_eq!(sources.len(), 1);
+        drop(two);
+        assert_eq!(ready(&mut sources, 10), Some(vec![]));
+    }
+
+    #[test]
+    fn a_large_set_is_returned_in_bounded_batches() {
+        let producer = AnnouncedProducer::new();
+        for i in 0..10 {
+            producer.announce(p(&format!("{i}")));
+        }
+        let mut sources = vec![producer.subscribe()];
+        let mut seen = 0;
+        while let Some(events) = ready(&mut sources, 4) {
+            assert!(!events.is_empty() && events.len() <= 4);
+            seen += events.len();
+        }
+        assert_eq!(seen, 10);
     }
 }

@@ -3,7 +3,7 @@
 
 use std::collections::HashMap;
 use std::fmt;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
@@ -20,10 +20,6 @@ use crate::model::{
 };
 use crate::transport::Connection;
 use crate::{Error, Path};
-
-/// The most paths one announce stream may hold active; a peer announcing more has the stream
-/// reset with [`Error::ProtocolViolation`] (and, on a relay, its paths withdrawn).
-const MAX_ANNOUNCED_PATHS: usize = 65_536;
 
 /// How long group streams of a subscription the publisher has ended are still accepted: its
 /// last groups may be processed after the FIN of the subscribe stream.
@@ -52,6 +48,9 @@ struct SubscriberInner {
     max_frame_size: u64,
     max_group_size: u64,
     linger: Duration,
+    /// [`SessionOptions::max_announced_paths`], and the paths held active now.
+    max_announced_paths: usize,
+    announced_paths: Arc<AtomicUsize>,
     next_id: AtomicU64,
     state: Mutex<State>,
 }
@@ -83,6 +82,8 @@ impl Subscriber {
                 max_frame_size: options.max_frame_size,
                 max_group_size: options.max_group_size,
                 linger: options.linger,
+                max_announced_paths: options.max_announced_paths,
+                announced_paths: Arc::default(),
                 next_id: AtomicU64::new(0),
                 state: Mutex::default(),
             }),
@@ -292,9 +293,15 @@ impl Subscriber {
         let producer = AnnouncedProducer::new();
         let consumer = producer.subscribe_prefix(prefix.clone());
         let conn = self.inner.conn.clone();
+        let mut paths = AnnouncedPaths {
+            total: self.inner.announced_paths.clone(),
+            max: self.inner.max_announced_paths,
+            held: 0,
+        };
         tokio::spawn(async move {
             let mut stream = None;
-            match announced_stream(&conn, &prefix, &producer, &mut stream).await {
+            let result = announced_stream(&conn, &prefix, &producer, &mut paths, &mut stream);
+            match result.await {
                 Ok(()) => {}
                 Err(err) => {
                     tracing::debug!(%prefix, %err, "announce stream failed");
@@ -371,10 +378,43 @@ enum Ended {
     ByPublisher,
 }
 
+/// The paths one announce stream holds, counted against the session's
+/// [`SessionOptions::max_announced_paths`]; given back when the stream ends.
+struct AnnouncedPaths {
+    total: Arc<AtomicUsize>,
+    max: usize,
+    held: usize,
+}
+
+impl AnnouncedPaths {
+    /// Counts one more path, or fails with [`Error::BoundsExceeded`] at the cap.
+    fn take(&mut self) -> Result<(), Error> {
+        if self.total.fetch_add(1, Ordering::Relaxed) >= self.max {
+            self.total.fetch_sub(1, Ordering::Relaxed);
+            return Err(Error::BoundsExceeded);
+        }
+        self.held += 1;
+        Ok(())
+    }
+
+    /// Gives one path back.
+    fn release(&mut self) {
+        self.held -= 1;
+        self.total.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl Drop for AnnouncedPaths {
+    fn drop(&mut self) {
+        self.total.fetch_sub(self.held, Ordering::Relaxed);
+    }
+}
+
 async fn announced_stream(
     conn: &Connection,
     prefix: &Path,
     producer: &AnnouncedProducer,
+    paths: &mut AnnouncedPaths,
     stream: &mut Option<(Writer, Reader)>,
 ) -> Result<(), Error> {
     let (send, recv) = conn.open_bi().await?;
@@ -387,7 +427,6 @@ async fn announced_stream(
             },
         )
         .await?;
-    let mut active = 0usize;
     loop {
         let announce = tokio::select! {
             res = reader.decode_maybe::<Announce>() => match res? {
@@ -395,6 +434,10 @@ async fn announced_stream(
                 None => break,
             },
             () = producer.unused() => {
+                // Refused (a cap of the consumer's): reset the stream with its code.
+                if let Some(err) = producer.refusal() {
+                    return Err(err);
+                }
                 // Nobody follows these announcements any more: end the stream (spec §7.3).
                 writer.finish()?;
                 reader.stop(&Error::Cancel);
@@ -403,20 +446,17 @@ async fn announced_stream(
         };
         match announce {
             Announce::Active { suffix } => {
-                if active >= MAX_ANNOUNCED_PATHS {
-                    return Err(Error::ProtocolViolation);
-                }
+                paths.take()?;
                 // Spec §5.2: `active` for a path already active is Duplicate.
                 if !producer.announce(prefix.clone().append(&suffix)) {
                     return Err(Error::Duplicate);
                 }
-                active += 1;
             }
             Announce::Ended { suffix } => {
                 if !producer.unannounce(&prefix.clone().append(&suffix)) {
                     return Err(Error::NotFound);
                 }
-                active -= 1;
+                paths.release();
             }
             Announce::Live => {}
         }

@@ -125,9 +125,111 @@ fn pending_changes_are_bounded_by_distinct_paths() {
             producer.announce(path(&[name]));
         }
     }
-    assert_eq!(idle.pending(), 4);
+    // A consumer that has not started its first pass records nothing: it will read the
+    // active set itself.
+    assert_eq!(idle.pending(), 0);
     // "seen" needs Ended then Active; the others only Active.
     assert_eq!(reader.pending(), 5);
+    let mut idle = idle;
+    for name in ["a", "b", "c", "seen"] {
+        assert_eq!(ready(idle.next()), active(&[name]));
+    }
+    assert_pending(idle.next());
+}
+
+#[test]
+fn changes_during_the_first_pass_are_reported_once() {
+    let producer = AnnouncedProducer::new();
+    for name in ["a", "c", "e"] {
+        producer.announce(path(&[name]));
+    }
+    let mut consumer = producer.subscribe();
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    // Behind the pass: recorded. Ahead of it: read from the set when the pass gets there.
+    producer.unannounce(&path(&["a"]));
+    producer.announce(path(&["b"]));
+    producer.unannounce(&path(&["e"]));
+    producer.announce(path(&["d"]));
+    producer.unannounce(&path(&["c"]));
+    producer.announce(path(&["c"]));
+    assert_eq!(consumer.pending(), 1, "only the end of a");
+    assert_eq!(ready(consumer.next()), active(&["b"]));
+    assert_eq!(ready(consumer.next()), active(&["c"]));
+    assert_eq!(ready(consumer.next()), active(&["d"]));
+    assert_eq!(ready(consumer.next()), ended(&["a"]));
+    assert_pending(consumer.next());
+}
+
+#[test]
+fn a_prefixed_first_pass_reads_only_its_range() {
+    let producer = AnnouncedProducer::new();
+    for parts in [
+        &["a"][..],
+        &["b"],
+        &["b", "x"],
+        &["b", "y", "z"],
+        &["bb"],
+        &["c"],
+    ] {
+        producer.announce(path(parts));
+    }
+    let mut consumer = producer.subscribe_prefix(path(&["b"]));
+    assert_eq!(ready(consumer.next()), active(&["b"]));
+    assert_eq!(ready(consumer.next()), active(&["b", "x"]));
+    assert_eq!(ready(consumer.next()), active(&["b", "y", "z"]));
+    assert_pending(consumer.next());
+    producer.announce(path(&["b", "a"]));
+    assert_eq!(ready(consumer.next()), active(&["b", "a"]));
+}
+
+#[test]
+fn producer_drop_during_the_first_pass_ends_only_what_was_reported() {
+    let producer = AnnouncedProducer::new();
+    for name in ["a", "b", "c"] {
+        producer.announce(path(&[name]));
+    }
+    let mut consumer = producer.subscribe();
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    drop(producer);
+    assert_eq!(ready(consumer.next()), ended(&["a"]));
+    assert_eq!(ready(consumer.next()), None);
+}
+
+#[test]
+fn consumers_share_the_paths_of_the_set() {
+    let producer = AnnouncedProducer::new();
+    let original = path(&["shared"]);
+    producer.announce(original.clone());
+    let mut consumers: Vec<_> = (0..3).map(|_| producer.subscribe()).collect();
+    for consumer in &mut consumers {
+        let Some(Announced::Active(path)) = ready(consumer.next()) else {
+            panic!("expected the active path");
+        };
+        // The same allocation: the parts are at the same address.
+        let first = |p: &Path| p.parts().next().map(str::as_ptr);
+        assert_eq!(first(&path), first(&original));
+    }
+}
+
+#[test]
+fn refusal_reaches_the_producer_and_changes_keep_coming() {
+    use crate::Error;
+    use futures::FutureExt;
+    let producer = AnnouncedProducer::new();
+    producer.announce(path(&["a"]));
+    let mut consumer = producer.subscribe();
+    let mut unused = Box::pin(producer.unused());
+    assert!(unused.as_mut().now_or_never().is_none());
+    assert_eq!(producer.refusal(), None);
+    assert_eq!(ready(consumer.next()), active(&["a"]));
+    consumer.refuse(Error::BoundsExceeded);
+    consumer.refuse(Error::Cancel);
+    assert!(unused.as_mut().now_or_never().is_some());
+    drop(unused);
+    assert_eq!(producer.refusal(), Some(Error::BoundsExceeded));
+    drop(producer);
+    assert_eq!(ready(consumer.next()), ended(&["a"]));
+    assert_eq!(ready(consumer.next()), None);
 }
 
 #[test]
