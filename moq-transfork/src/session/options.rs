@@ -9,9 +9,9 @@ use crate::{Error, Path};
 
 /// Finds tracks that were not published on the session itself (a relay's routing table).
 ///
-/// Called once per SUBSCRIBE, FETCH or INFO request whose path is not published locally.
-/// Return [`Error::NotFound`] when nobody offers the path; the request is then reset with
-/// that code.
+/// Asked once per SUBSCRIBE or INFO request ([`route`](Self::route)) and per FETCH
+/// ([`cached`](Self::cached)) whose path is not published locally. Return
+/// [`Error::NotFound`] when nobody offers the path; the request is then reset with that code.
 pub trait Router: Send + Sync + 'static {
     /// Returns a consumer of the track named by `track.path`, for a SUBSCRIBE or an INFO
     /// request. `track` carries the subscriber's priority, group order and expiry, for an
