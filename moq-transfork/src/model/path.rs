@@ -97,6 +97,26 @@ impl Path {
     }
 }
 
+/// Builds a [`Path`] part by part in one buffer (the decoder's way: no string per part).
+#[derive(Debug, Default)]
+pub(crate) struct PathBuilder {
+    text: String,
+}
+
+impl PathBuilder {
+    /// Appends one part.
+    pub(crate) fn push(&mut self, part: &str) {
+        push_part(&mut self.text, part);
+    }
+
+    /// The path of the parts pushed so far.
+    pub(crate) fn finish(self) -> Path {
+        Path {
+            text: self.text.into(),
+        }
+    }
+}
+
 /// Appends `part` to `text` as a netstring.
 fn push_part(text: &mut String, part: &str) {
     use std::fmt::Write;
@@ -195,11 +215,11 @@ impl Ord for Path {
 
 impl<S: AsRef<str>> FromIterator<S> for Path {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut text = String::new();
+        let mut builder = PathBuilder::default();
         for part in iter {
-            push_part(&mut text, part.as_ref());
+            builder.push(part.as_ref());
         }
-        Self { text: text.into() }
+        builder.finish()
     }
 }
 
