@@ -17,12 +17,18 @@ use moq_transfork::transport::{Connection, RecvStream, SendStream};
 use moq_transfork::{Announced, Encode, Error, Path, Session, Track, TrackConsumer};
 use tokio::sync::watch;
 
-/// Flooding sessions, and paths each announces (about 150 bytes per path).
+/// Flooding sessions, and paths each announces (about 150 bytes per path). The release build
+/// measures the target of issue 8, 20 000 paths from 20 sessions; a debug relay spends some
+/// 0.5 ms of CPU per path in its ordered sets, so a debug run floods a quarter as many.
 const SESSIONS: usize = 20;
-const PATHS_PER_SESSION: usize = 1000;
-/// The target of issue 8: 20 000 announced paths from 20 sessions, with a few watchers, cost
-/// the relay under 16 MiB.
-const MAX_RSS_GROWTH_KIB: u64 = 16 * 1024;
+const PATHS_PER_SESSION: usize = if cfg!(debug_assertions) { 250 } else { 1000 };
+/// The target: 20 000 announced paths from 20 sessions, with a few watchers, cost the relay
+/// under 16 MiB. Of that, 4 MiB are allowed for what does not grow with the paths (QUIC
+/// buffers, the stalled watcher's stream window), and the rest scales to a debug run's paths.
+const MAX_RSS_GROWTH_KIB: u64 = 4 * 1024 + (12 * 1024 * PATHS_PER_SESSION / 1000) as u64;
+/// How long the relay may take to take in, or withdraw, the whole flood (a debug relay on a
+/// loaded machine is slow; release takes about a second).
+const FLOOD_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(60);
 
 /// The path number `i` of flooding session `session`, about 150 bytes long.
 fn flood_path(session: usize, i: usize) -> Path {
@@ -141,8 +147,9 @@ async fn counting_watcher(relay: &Relay) -> (Session, watch::Receiver<usize>) {
 
 /// Waits until the watcher counts exactly `n` active paths.
 async fn wait_count(count: &mut watch::Receiver<usize>, n: usize) {
-    timeout(&format!("{n} active paths"), count.wait_for(|c| *c == n))
+    tokio::time::timeout(FLOOD_TIMEOUT, count.wait_for(|c| *c == n))
         .await
+        .unwrap_or_else(|_| panic!("timed out waiting for {n} active paths"))
         .unwrap();
 }
 
@@ -172,6 +179,7 @@ async fn floods_over_the_session_cap_are_refused_and_cost_bounded_memory() {
         flooders.push(Flooder::start(&relay).await);
     }
     let baseline = rss(&relay);
+    let start = std::time::Instant::now();
 
     // Every session announces up to its cap: all are held.
     for (s, flooder) in flooders.iter_mut().enumerate() {
@@ -183,13 +191,17 @@ async fn floods_over_the_session_cap_are_refused_and_cost_bounded_memory() {
     let total = SESSIONS * PATHS_PER_SESSION + 1;
     wait_count(&mut count, total).await;
     let held = rss(&relay);
+    let flooded = start.elapsed();
 
     // A watcher that connects now hears of every path.
     let late = relay.session("moqf").await;
     let mut announced = late.announced(Path::new());
     let mut heard = 0;
     while heard < total {
-        match timeout("the late watcher", announced.next()).await {
+        match tokio::time::timeout(FLOOD_TIMEOUT, announced.next())
+            .await
+            .expect("the late watcher")
+        {
             Some(Announced::Active(_)) => heard += 1,
             other => panic!("the late watcher got {other:?}"),
         }
@@ -198,8 +210,10 @@ async fn floods_over_the_session_cap_are_refused_and_cost_bounded_memory() {
     let peak = rss(&relay);
     eprintln!(
         "{SESSIONS} sessions x {PATHS_PER_SESSION} paths (~150 B) + 4 watchers: relay RSS \
-         {baseline} KiB -> {held} KiB held ({} B per path) -> {peak} KiB after a late watcher",
-        (held.saturating_sub(baseline)) * 1024 / total as u64
+         {baseline} KiB -> {held} KiB held ({} B per path, after {flooded:?}) -> {peak} KiB \
+         after a late watcher (after {:?})",
+        (held.saturating_sub(baseline)) * 1024 / total as u64,
+        start.elapsed()
     );
     assert!(
         peak.saturating_sub(baseline) < MAX_RSS_GROWTH_KIB,

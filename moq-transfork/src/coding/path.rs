@@ -3,8 +3,9 @@
 use bytes::{Buf, BufMut};
 
 use super::limits::{MAX_PATH_BYTES, MAX_PATH_PARTS};
-use super::primitive::decode_string;
+use super::primitive::decode_len;
 use super::{Decode, DecodeError, Encode};
+use crate::model::PathBuilder;
 use crate::Path;
 
 /// A path is its part count as a varint, then each part as a string. The empty path (count 0)
@@ -30,16 +31,22 @@ impl Decode for Path {
         if count > MAX_PATH_PARTS {
             return Err(DecodeError::TooLarge("path parts"));
         }
-        let mut parts = Vec::with_capacity(count);
+        // One scratch buffer for the parts, one buffer for the path: an announced path costs
+        // the relay one lasting allocation and little garbage around it.
+        let mut path = PathBuilder::default();
+        let mut part = Vec::new();
         let mut total = 0usize;
         for _ in 0..count {
             // `total` never exceeds MAX_PATH_BYTES, so the budget cannot underflow.
             let budget = MAX_PATH_BYTES.saturating_sub(total);
-            let part = decode_string(buf, budget, "path bytes")?;
-            total = total.saturating_add(part.len());
-            parts.push(part);
+            let len = decode_len(buf, budget, "path bytes")?;
+            part.clear();
+            part.resize(len, 0);
+            buf.copy_to_slice(&mut part);
+            path.push(std::str::from_utf8(&part).map_err(|_| DecodeError::InvalidUtf8)?);
+            total = total.saturating_add(len);
         }
-        Ok(Self::from(parts))
+        Ok(path.finish())
     }
 }
 

@@ -20,6 +20,7 @@ pub use cache::{CacheBudget, CacheConfig};
 pub use frame::{FrameConsumer, FrameProducer};
 pub use group::{GroupConsumer, GroupProducer};
 pub use order::GroupOrder;
+pub(crate) use path::PathBuilder;
 pub use path::{Parts, Path};
 pub use track::{Track, TrackConsumer, TrackHandle, TrackProducer, MAX_SEQUENCE};
 

@@ -97,11 +97,51 @@ impl Path {
     }
 }
 
+/// Builds a [`Path`] part by part in one buffer (the decoder's way: no string per part).
+#[derive(Debug, Default)]
+pub(crate) struct PathBuilder {
+    text: String,
+}
+
+impl PathBuilder {
+    /// Appends one part.
+    pub(crate) fn push(&mut self, part: &str) {
+        push_part(&mut self.text, part);
+    }
+
+    /// The path of the parts pushed so far.
+    pub(crate) fn finish(self) -> Path {
+        Path {
+            text: self.text.into(),
+        }
+    }
+}
+
 /// Appends `part` to `text` as a netstring.
 fn push_part(text: &mut String, part: &str) {
     use std::fmt::Write;
     // Writing to a String cannot fail.
     let _ = write!(text, "{}:{part}", part.len());
+}
+
+/// The part of the netstring `text` that starts at byte `at`: the byte range of its contents.
+///
+/// The text is built only by `push_part`, so this never fails; if it did, the caller would
+/// see the path end early rather than panic. Hand-rolled, because paths are compared on every
+/// lookup in the ordered sets of announcements.
+fn part_at(text: &[u8], at: usize) -> Option<std::ops::Range<usize>> {
+    let mut len = 0usize;
+    let mut i = at;
+    loop {
+        let byte = *text.get(i)?;
+        i += 1;
+        if byte == b':' {
+            let end = i.checked_add(len)?;
+            return (end <= text.len()).then_some(i..end);
+        }
+        let digit = usize::from(byte.checked_sub(b'0')?);
+        len = len.checked_mul(10)?.checked_add(digit)?;
+    }
 }
 
 /// The parts of a [`Path`], in order; see [`Path::parts`].
@@ -114,12 +154,9 @@ impl<'a> Iterator for Parts<'a> {
     type Item = &'a str;
 
     fn next(&mut self) -> Option<&'a str> {
-        // The text is built only by `push_part`, so this never fails; if it did, the
-        // iteration would end early rather than panic.
-        let (len, rest) = self.rest.split_once(':')?;
-        let len = len.parse().ok()?;
-        let part = rest.get(..len)?;
-        self.rest = rest.get(len..)?;
+        let range = part_at(self.rest.as_bytes(), 0)?;
+        let part = self.rest.get(range.clone())?;
+        self.rest = self.rest.get(range.end..)?;
         Some(part)
     }
 }
@@ -155,20 +192,34 @@ impl PartialOrd for Path {
 
 impl Ord for Path {
     fn cmp(&self, other: &Self) -> Ordering {
-        if Arc::ptr_eq(&self.text, &other.text) {
+        let (a, b) = (self.text.as_bytes(), other.text.as_bytes());
+        if Arc::ptr_eq(&self.text, &other.text) || a == b {
             return Ordering::Equal;
         }
-        self.parts().cmp(other.parts())
+        // Part by part; each pair of parts compares as byte strings, which for UTF-8 is the
+        // order of `str`.
+        let (mut i, mut j) = (0, 0);
+        loop {
+            match (part_at(a, i), part_at(b, j)) {
+                (None, None) => return Ordering::Equal,
+                (None, Some(_)) => return Ordering::Less,
+                (Some(_), None) => return Ordering::Greater,
+                (Some(x), Some(y)) => match a.get(x.clone()).cmp(&b.get(y.clone())) {
+                    Ordering::Equal => (i, j) = (x.end, y.end),
+                    order => return order,
+                },
+            }
+        }
     }
 }
 
 impl<S: AsRef<str>> FromIterator<S> for Path {
     fn from_iter<I: IntoIterator<Item = S>>(iter: I) -> Self {
-        let mut text = String::new();
+        let mut builder = PathBuilder::default();
         for part in iter {
-            push_part(&mut text, part.as_ref());
+            builder.push(part.as_ref());
         }
-        Self { text: text.into() }
+        builder.finish()
     }
 }
 
