@@ -62,7 +62,9 @@ fn chromium() -> PathBuf {
     if let Some(path) = which(NAMES) {
         return path;
     }
-    eprintln!("browser test: chromium is missing; installing it with apt-get (a minute or two, once)");
+    eprintln!(
+        "browser test: chromium is missing; installing it with apt-get (a minute or two, once)"
+    );
     let env = [("DEBIAN_FRONTEND", "noninteractive")];
     let installed = Command::new("apt-get")
         .args(["update", "-qq"])
@@ -89,7 +91,10 @@ fn playwright() -> PathBuf {
         .map(PathBuf::from)
         .or_else(|| std::env::var_os("HOME").map(|home| Path::new(&home).join(".cache/moq-web")))
         .expect("set HOME or MOQ_WEB_MODULES");
-    if dir.join("node_modules/playwright-core/package.json").exists() {
+    if dir
+        .join("node_modules/playwright-core/package.json")
+        .exists()
+    {
         return dir;
     }
     assert!(
@@ -106,7 +111,14 @@ fn playwright() -> PathBuf {
     assert!(
         run(
             "npm",
-            &["install", "--prefix", prefix, "--no-audit", "--no-fund", PLAYWRIGHT]
+            &[
+                "install",
+                "--prefix",
+                prefix,
+                "--no-audit",
+                "--no-fund",
+                PLAYWRIGHT
+            ]
         ),
         "the browser test could not install playwright-core: run \
          `npm install --prefix {prefix} {PLAYWRIGHT}`, or set MOQ_WEB_MODULES to a directory \
@@ -140,7 +152,8 @@ async fn browse(bind: &str, expected_host: &str, tools: &(PathBuf, PathBuf)) -> 
         .spawn()
         .expect("start moq-clock-demo");
 
-    let screenshot = Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("web-page-{expected_host}.png"));
+    let screenshot =
+        Path::new(env!("CARGO_TARGET_TMPDIR")).join(format!("web-page-{expected_host}.png"));
     let script = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/browser/drive.mjs");
     let (chromium, modules) = tools;
     let run = tokio::process::Command::new("node")
@@ -208,15 +221,30 @@ async fn get(addr: std::net::SocketAddr, path: &str) -> (String, String) {
 async fn the_page_is_served_with_its_content_types() {
     let relay = Relay::start().await;
     for (path, content_type, needle) in [
-        ("/", "text/html; charset=utf-8", "<script type=\"module\" src=\"app.js\">"),
+        (
+            "/",
+            "text/html; charset=utf-8",
+            "<script type=\"module\" src=\"app.js\">",
+        ),
         ("/app.js", "text/javascript; charset=utf-8", "WebTransport"),
-        ("/wire.js", "text/javascript; charset=utf-8", "export function encodeSubscribe"),
-        ("/plot.js", "text/javascript; charset=utf-8", "export class Plot"),
+        (
+            "/wire.js",
+            "text/javascript; charset=utf-8",
+            "export function encodeSubscribe",
+        ),
+        (
+            "/plot.js",
+            "text/javascript; charset=utf-8",
+            "export class Plot",
+        ),
         ("/style.css", "text/css; charset=utf-8", "#paths"),
     ] {
         let (head, body) = get(relay.addr, path).await;
         assert!(head.starts_with("http/1.1 200"), "{path}: {head}");
-        assert!(head.contains(&format!("content-type: {content_type}")), "{path}: {head}");
+        assert!(
+            head.contains(&format!("content-type: {content_type}")),
+            "{path}: {head}"
+        );
         assert!(body.contains(needle), "{path}: {needle:?} not in the body");
     }
     let (head, _) = get(relay.addr, "/nope").await;
@@ -231,7 +259,10 @@ async fn with_a_real_certificate_the_page_needs_web_and_serves_no_fingerprint() 
 
     let quiet = Relay::start_with(&["--tls-cert", cert, "--tls-key", key]).await;
     assert!(
-        !quiet.banner.iter().any(|line| line.contains("browser page")),
+        !quiet
+            .banner
+            .iter()
+            .any(|line| line.contains("browser page")),
         "{:?}",
         quiet.banner
     );
@@ -244,5 +275,8 @@ async fn with_a_real_certificate_the_page_needs_web_and_serves_no_fingerprint() 
     let (head, _) = get(web.addr, "/").await;
     assert!(head.starts_with("http/1.1 200"), "{head}");
     let (head, _) = get(web.addr, "/fingerprint").await;
-    assert!(head.starts_with("http/1.1 404"), "a real certificate is not pinned: {head}");
+    assert!(
+        head.starts_with("http/1.1 404"),
+        "a real certificate is not pinned: {head}"
+    );
 }
