@@ -374,6 +374,12 @@ async function connect() {
   }
 }
 
+$("#subscribe").addEventListener("submit", (event) => {
+  event.preventDefault();
+  const text = $("#path").value.trim();
+  if (!connection) return showError("not connected");
+  connection.subscribe(text === "" ? [] : text.split("/"));
+});
 $("#token").value = params.get("jwt") ?? "";
 $("#connect").addEventListener("submit", (event) => {
   event.preventDefault();

@@ -5,7 +5,8 @@
 // Environment: MOQ_CHROMIUM (the browser executable), MOQ_WEB_MODULES (a directory whose
 // node_modules holds playwright-core). Opens the page in a fresh profile, waits for <path> in the
 // list of announced broadcasts, clicks it, and waits for at least three clock lines that arrive
-// about a second apart; then clicks it again (a clean restart) and waits for them again. Prints
+// about a second apart; then clicks it again (a clean restart) and waits for them again; then
+// subscribes to a path nobody announced and waits for the page to show "track not found". Prints
 // the first subscription's three lines as `clock: <line>` and their gaps as `gaps: <ms>,<ms>`.
 // Exits 1 with a reason and a `*-failed.png` screenshot on failure.
 
@@ -88,6 +89,14 @@ try {
   const errors = await errorsShown();
   if (errors.length > 0) throw new Error(`the page shows errors: ${errors.join(" | ")}`);
   if (screenshot) await page.screenshot({ path: screenshot });
+
+  // A path nobody announced: the relay resets the subscription with NotFound (13), and the
+  // page says so.
+  await page.fill("#path", "no/such/track");
+  await page.click("#subscribe button");
+  await page
+    .locator("#errors li", { hasText: "track not found: no/such/track (reset code 13)" })
+    .waitFor({ timeout: TIMEOUT_MS });
   for (const line of first.clockLines) console.log(`clock: ${line}`);
   console.log(`gaps: ${first.gaps.join(",")}`);
   await browser.close();
