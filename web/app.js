@@ -253,7 +253,12 @@ class Connection {
       }
       if (this.#sub === sub) showError(`subscription to ${pathText(path)} ended by the relay`);
     } catch (err) {
-      if (this.#sub !== sub) return;
+      if (this.#sub !== sub) {
+        // We ended it with a FIN: the relay answers with its FIN, a reset would be news.
+        const code = streamCode(err);
+        if (code !== null && code !== wire.ErrorCode.Cancel) showError(`ended subscription to ${pathText(path)}: ${describe(err)}`);
+        return;
+      }
       if (streamCode(err) === wire.ErrorCode.NotFound) showError(`track not found: ${pathText(path)} (reset code 13)`);
       else showError(`subscription to ${pathText(path)}: ${describe(err)}`);
     }

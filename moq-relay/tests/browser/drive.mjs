@@ -2,6 +2,7 @@
 //
 //   node drive.mjs <page URL> <path> [screenshot.png]
 //
+// The page is opened with `?jwt=`, which must reach the WebTransport URL.
 // Environment: MOQ_CHROMIUM (the browser executable), MOQ_WEB_MODULES (a directory whose
 // node_modules holds playwright-core). Opens the page in a fresh profile, waits for <path> in the
 // list of announced broadcasts, clicks it, and waits for at least three clock lines that arrive
@@ -74,8 +75,19 @@ async function errorsShown() {
   return page.$$eval("#errors li", (items) => items.map((li) => li.textContent));
 }
 
+// Records the URLs the page opens WebTransport sessions to, to check the token is passed on.
+await page.addInitScript(() => {
+  const Native = window.WebTransport;
+  window.webTransportUrls = [];
+  window.WebTransport = function (url, options) {
+    window.webTransportUrls.push(String(url));
+    return new Native(url, options);
+  };
+});
+const TOKEN = "browser-test-token";
+
 try {
-  await page.goto(pageUrl, { timeout: TIMEOUT_MS });
+  await page.goto(`${pageUrl}?jwt=${TOKEN}`, { timeout: TIMEOUT_MS });
   const button = page.locator("#paths button.path", { hasText: new RegExp(`^${trackPath}$`) });
   await button.waitFor({ timeout: TIMEOUT_MS });
   await button.click();
@@ -86,6 +98,10 @@ try {
   await button.click();
   await waitForClock("second subscription");
 
+  const urls = await page.evaluate(() => window.webTransportUrls);
+  if (urls.length !== 1 || new URL(urls[0]).searchParams.get("jwt") !== TOKEN) {
+    throw new Error(`the page's ?jwt= was not passed on to WebTransport: ${JSON.stringify(urls)}`);
+  }
   const errors = await errorsShown();
   if (errors.length > 0) throw new Error(`the page shows errors: ${errors.join(" | ")}`);
   if (screenshot) await page.screenshot({ path: screenshot });
