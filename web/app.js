@@ -65,6 +65,8 @@ class Connection {
   #sub = null;
   /** Announced paths by their text. */
   #paths = new Map();
+  /** Our side of the session stream, held open for the life of the session (a FIN would end it). */
+  #sessionStream = null;
   closed = false;
 
   constructor(wt) {
@@ -95,10 +97,16 @@ class Connection {
         : "the browser refused the relay's certificate";
       // Chromium reaches `localhost` over [::1] only, never falling back to 127.0.0.1.
       const v6 = location.hostname === "localhost" ? "; or the relay listens on IPv4 only: open the page at 127.0.0.1" : "";
-      throw new Error(`WebTransport to ${url.origin} failed (${err.message}): the relay answered HTTP, so either UDP to it is blocked or ${cert}${v6}`);
+      const auth = token ? "; or the relay refused the token" : "";
+      throw new Error(`WebTransport to ${url.origin} failed (${err.message}): the relay answered HTTP, so either UDP to it is blocked or ${cert}${v6}${auth}`);
     }
     const conn = new Connection(wt);
-    await conn.#setup();
+    try {
+      await conn.#setup();
+    } catch (err) {
+      conn.close();
+      throw err;
+    }
     setStatus(`connected to ${url.origin}${hash ? " (development certificate pinned)" : ""}`);
     wt.closed.then(
       (info) => conn.#onClosed(`session closed by the relay: code ${info.closeCode} ${info.reason}`),
@@ -126,8 +134,8 @@ class Connection {
   /** Opens the session stream: CLIENT_SETUP out, SERVER_SETUP in; it then stays open, idle (spec §4). */
   async #setup() {
     const stream = await this.#wt.createBidirectionalStream();
-    this.session = stream.writable.getWriter();
-    await this.session.write(wire.concat(wire.encodeStreamType(wire.StreamType.Session), wire.encodeClientSetup()));
+    this.#sessionStream = stream.writable.getWriter();
+    await this.#sessionStream.write(wire.concat(wire.encodeStreamType(wire.StreamType.Session), wire.encodeClientSetup()));
     const reader = new wire.StreamReader(stream.readable);
     let setup;
     try {
