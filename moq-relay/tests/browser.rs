@@ -2,7 +2,9 @@
 //! `chromium`, driven by `playwright-core` from npm through `tests/browser/drive.mjs`) opens the
 //! page served by the real relay binary, sees the path published by the real `moq-clock-demo`
 //! binary appear, clicks it, and sees clock lines arrive a second apart; against a relay reached
-//! as `localhost` (on `[::1]`, which Chromium tries first) and as `127.0.0.1`.
+//! as `localhost` (on `[::1]`, which Chromium tries first) and as `127.0.0.1`. The same run
+//! restarts the subscription, checks that `?jwt=` reaches the WebTransport URL, and that a
+//! missing track, a refused certificate and an unreachable relay are shown as errors.
 //!
 //! What it needs is installed on first use when possible: `chromium` with apt-get (as root) and
 //! `playwright-core` with npm into `$MOQ_WEB_MODULES` (default `~/.cache/moq-web`), outside the

@@ -7,7 +7,8 @@
 // node_modules holds playwright-core). Opens the page in a fresh profile, waits for <path> in the
 // list of announced broadcasts, clicks it, and waits for at least three clock lines that arrive
 // about a second apart; then clicks it again (a clean restart) and waits for them again; then
-// subscribes to a path nobody announced and waits for the page to show "track not found". Prints
+// subscribes to a path nobody announced and waits for the page to show "track not found"; then
+// checks that a refused certificate and an unreachable relay are shown. Prints
 // the first subscription's three lines as `clock: <line>` and their gaps as `gaps: <ms>,<ms>`.
 // Exits 1 with a reason and a `*-failed.png` screenshot on failure.
 
@@ -113,6 +114,19 @@ try {
   await page
     .locator("#errors li", { hasText: "track not found: no/such/track (reset code 13)" })
     .waitFor({ timeout: TIMEOUT_MS });
+
+  // Errors are shown: a pinned hash the relay's certificate does not match, and an HTTP
+  // request that never reaches the relay (each in a fresh page).
+  for (const [answer, shown] of [
+    [(route) => route.fulfill({ body: "00".repeat(32) }), "refused the pinned development certificate"],
+    [(route) => route.abort("connectionrefused"), "relay unreachable"],
+  ]) {
+    const other = await browser.newPage();
+    await other.route("**/fingerprint", answer);
+    await other.goto(pageUrl, { timeout: TIMEOUT_MS });
+    await other.locator("#errors li", { hasText: shown }).waitFor({ timeout: TIMEOUT_MS });
+    await other.close();
+  }
   for (const line of first.clockLines) console.log(`clock: ${line}`);
   console.log(`gaps: ${first.gaps.join(",")}`);
   await browser.close();
