@@ -51,6 +51,11 @@ pub(crate) struct Args {
     #[arg(long)]
     pub(crate) dev: bool,
 
+    /// Serve the browser page at / over HTTP on TCP at the --bind address (always on with
+    /// --dev or a generated certificate).
+    #[arg(long)]
+    pub(crate) web: bool,
+
     /// How long an upstream subscription outlives its last subscriber, in milliseconds.
     #[arg(long, default_value_t = 2000, value_name = "MS")]
     pub(crate) linger_ms: u64,

@@ -62,11 +62,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     .context("cannot listen on udp")?;
     let addr = endpoint.local_addr().context("local address")?;
 
-    let http = if args.dev || generated {
+    let dev = args.dev || generated;
+    let page = dev || args.web;
+    let http = if page {
         let listener = tokio::net::TcpListener::bind(addr)
             .await
             .with_context(|| format!("cannot listen on tcp {addr} for http"))?;
-        Some(tokio::spawn(http::serve(listener, fingerprint.clone())))
+        let site = http::Site {
+            fingerprint: dev.then(|| fingerprint.clone()),
+        };
+        Some(tokio::spawn(http::serve(listener, site)))
     } else {
         None
     };
@@ -77,7 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
              This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
         );
     }
-    print_banner(addr, &fingerprint, http.is_some());
+    print_banner(addr, &fingerprint, dev, page);
 
     let relay = Relay::new(args.linger(), args.cache())
         .with_announce_limits(args.announce_max_per_session, args.announce_max_total);
@@ -112,7 +117,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-fn print_banner(addr: SocketAddr, fingerprint: &str, http: bool) {
+fn print_banner(addr: SocketAddr, fingerprint: &str, dev: bool, page: bool) {
     let host = match addr.ip() {
         ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -122,8 +127,17 @@ fn print_banner(addr: SocketAddr, fingerprint: &str, http: bool) {
     println!("moq-relay listening on {addr} (udp)");
     println!("  WebTransport: https://{host}:{port}/");
     println!("  raw QUIC:     moqf://{host}:{port}");
+    if page {
+        // Chromium reaches `localhost` over [::1] only: an IPv4-only relay needs its address.
+        let page_host = match addr.ip() {
+            std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
+            std::net::IpAddr::V4(ip) => ip.to_string(),
+            _ => host.clone(),
+        };
+        println!("  browser page: http://{page_host}:{port}/");
+    }
     println!("  certificate SHA-256 fingerprint: {fingerprint}");
-    if http {
+    if dev {
         println!("  fingerprint over http: http://{host}:{port}/fingerprint");
     }
 }
