@@ -21,7 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
 use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
-use moq_transfork::{CacheConfig, Origins, Path, Session, SessionOptions};
+use moq_transfork::{Origins, Path, Session, SessionOptions};
 use tracing::Instrument;
 
 use args::Args;
@@ -77,7 +77,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, http.is_some());
 
-    let relay = Relay::new(args.linger(), args.cache());
+    let relay = Relay::new(args.session());
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -155,9 +155,8 @@ struct Relay {
     locals: Origins,
     /// Paths learned from other relays (clustering); offered to clients, never re-advertised.
     remotes: Origins,
-    linger: Duration,
-    /// The cache of every track the relay subscribes to (one budget for all).
-    cache: CacheConfig,
+    /// Linger, cache (one budget for all tracks) and limits of every session.
+    options: SessionOptions,
     /// The live sessions, closed cleanly on shutdown.
     sessions: sessions::Sessions,
     next_session: Arc<AtomicU64>,
@@ -166,12 +165,11 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(linger: Duration, cache: CacheConfig) -> Self {
+    fn new(options: SessionOptions) -> Self {
         Self {
             locals: Origins::new(),
             remotes: Origins::new(),
-            linger,
-            cache,
+            options,
             sessions: sessions::Sessions::default(),
             next_session: Arc::default(),
             cluster: None,
@@ -187,11 +185,7 @@ impl Relay {
 
     /// Session options shared by client sessions and cluster links.
     fn options(&self) -> SessionOptions {
-        SessionOptions {
-            linger: self.linger,
-            cache: self.cache,
-            ..Default::default()
-        }
+        self.options.clone()
     }
 
     async fn accept_all(&self, endpoint: &Endpoint) {

@@ -21,7 +21,10 @@ use crate::model::{AnnouncedConsumer, GroupConsumer, Track, TrackConsumer};
 use crate::transport::{Connection, TransportKind};
 use crate::{Error, Path};
 
-pub use options::{Router, SessionOptions};
+pub use options::{
+    Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
+    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
+};
 
 use publisher::Publisher;
 use stream::{Reader, Writer};

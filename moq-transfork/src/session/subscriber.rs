@@ -39,6 +39,8 @@ struct SubscriberInner {
     cache: CacheConfig,
     max_frame_size: u64,
     max_group_size: u64,
+    /// What the peer's unfinished groups hold, shared by its group streams and fetches.
+    recv: Arc<RecvBudget>,
     linger: Duration,
     next_id: AtomicU64,
     state: Mutex<State>,
@@ -70,6 +72,10 @@ impl Subscriber {
                 cache: options.cache,
                 max_frame_size: options.max_frame_size,
                 max_group_size: options.max_group_size,
+                recv: Arc::new(RecvBudget {
+                    used: AtomicU64::new(0),
+                    limit: options.max_recv_bytes,
+                }),
                 linger: options.linger,
                 next_id: AtomicU64::new(0),
                 state: Mutex::default(),
@@ -257,15 +263,22 @@ impl Subscriber {
             }
         };
         let sequence = group.sequence();
-        // A group that left the cache (evicted, expired, or its track closed) can reach no new
-        // consumer: stop reading it rather than buffer bytes nobody accounts for.
         let limits = GroupLimits {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
             budget: self.inner.cache.budget,
+            recv: self.inner.recv.clone(),
         };
-        let wanted = || track.is_cached(sequence);
-        match read_frames(&mut reader, &mut group, &limits, wanted).await {
+        // A group that left the cache (evicted, expired, or its track closed) can reach no new
+        // consumer: stop reading it, even mid-frame, rather than buffer bytes nobody accounts
+        // for. It may have left before we got here.
+        if !track.is_cached(sequence) {
+            reader.stop(&Error::Cancel);
+            group.close(Error::Cancel);
+            return;
+        }
+        let uncached = group.uncached();
+        match read_frames(&mut reader, &mut group, &limits, uncached).await {
             Ok(()) => group.finish(),
             Err(err) => {
                 reader.stop(&err);
@@ -318,8 +331,12 @@ impl Subscriber {
         let mut group = track.create_group(sequence)?;
         let consumer = group.subscribe();
         let conn = self.inner.conn.clone();
-        let (max_frame_size, max_group_size) =
-            (self.inner.max_frame_size, self.inner.max_group_size);
+        let limits = GroupLimits {
+            max_frame_size: self.inner.max_frame_size,
+            max_group_size: self.inner.max_group_size,
+            budget: None,
+            recv: self.inner.recv.clone(),
+        };
         tokio::spawn(async move {
             let request = Fetch {
                 path,
@@ -332,12 +349,9 @@ impl Subscriber {
                 let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
                 writer.encode2(&BiStream::Fetch, &request).await?;
                 writer.finish()?;
-                let limits = GroupLimits {
-                    max_frame_size,
-                    max_group_size,
-                    budget: None,
-                };
-                let result = read_frames(&mut reader, &mut group, &limits, || true).await;
+                // A fetched group belongs to no cache: only the consumer holds it.
+                let never = std::future::pending();
+                let result = read_frames(&mut reader, &mut group, &limits, never).await;
                 if let Err(err) = &result {
                     reader.stop(err);
                 }
@@ -428,6 +442,51 @@ struct GroupLimits {
     max_group_size: u64,
     /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
     budget: Option<&'static CacheBudget>,
+    /// The connection's receive budget.
+    recv: Arc<RecvBudget>,
+}
+
+impl GroupLimits {
+    /// Whether `n` more payload bytes may be held; if so, they are taken from the
+    /// connection's receive budget (and must be given back).
+    fn take(&self, n: u64) -> bool {
+        let over_cache = self
+            .budget
+            .is_some_and(|budget| budget.used() > budget.limit().saturating_mul(2));
+        !over_cache && self.recv.take(n)
+    }
+}
+
+/// The payload bytes held by one connection's unfinished groups, and their limit
+/// ([`SessionOptions::max_recv_bytes`]).
+#[derive(Debug)]
+struct RecvBudget {
+    used: AtomicU64,
+    limit: u64,
+}
+
+impl RecvBudget {
+    /// Takes `n` bytes, or nothing (returning false) if that would exceed the limit.
+    fn take(&self, n: u64) -> bool {
+        let before = self.used.fetch_add(n, Ordering::Relaxed);
+        if before.saturating_add(n) > self.limit {
+            self.used.fetch_sub(n, Ordering::Relaxed);
+            return false;
+        }
+        true
+    }
+}
+
+/// Bytes taken from a [`RecvBudget`] by one group, given back when the group's stream ends.
+struct Held<'a> {
+    budget: &'a RecvBudget,
+    bytes: u64,
+}
+
+impl Drop for Held<'_> {
+    fn drop(&mut self) {
+        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
+    }
 }
 
 /// What a frame costs beyond its payload (its shared state), so that a flood of empty frames
@@ -435,31 +494,47 @@ struct GroupLimits {
 const FRAME_OVERHEAD: u64 = 64;
 
 /// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
-/// chunks quinn delivers, without copying. Stops with [`Error::Cancel`] when `wanted` says
-/// nobody can read the group any more, and with [`Error::BoundsExceeded`] past a limit.
+/// chunks quinn delivers, without copying.
+///
+/// Stops with [`Error::Cancel`] as soon as `uncached` resolves (nobody can read the group any
+/// more), mid-frame included; with [`Error::BoundsExceeded`] at a FRAME header past the frame
+/// or group limit, and at a chunk past the connection's receive budget or the relay's cache
+/// budget.
 async fn read_frames(
     reader: &mut Reader,
     group: &mut GroupProducer,
     limits: &GroupLimits,
-    wanted: impl Fn() -> bool,
+    uncached: impl std::future::Future<Output = ()>,
 ) -> Result<(), Error> {
+    tokio::pin!(uncached);
+    let mut held = Held {
+        budget: &limits.recv,
+        bytes: 0,
+    };
     let mut cost = 0u64;
-    while let Some(FrameHeader { size }) = reader.decode_maybe().await? {
-        if !wanted() {
-            return Err(Error::Cancel);
-        }
+    loop {
+        let header = tokio::select! {
+            biased;
+            () = &mut uncached => return Err(Error::Cancel),
+            res = reader.decode_maybe::<FrameHeader>() => res?,
+        };
+        let Some(FrameHeader { size }) = header else {
+            return Ok(());
+        };
         cost = cost.saturating_add(size).saturating_add(FRAME_OVERHEAD);
-        let over_budget = limits
-            .budget
-            .is_some_and(|budget| budget.used() > budget.limit().saturating_mul(2));
-        if size > limits.max_frame_size || cost > limits.max_group_size || over_budget {
+        if size > limits.max_frame_size || cost > limits.max_group_size || !limits.take(0) {
             return Err(Error::BoundsExceeded);
         }
         let mut frame = group.create_frame(size);
         let mut remaining = size;
         while remaining > 0 {
             let max = usize::try_from(remaining).unwrap_or(usize::MAX);
-            let chunk = match reader.read_chunk(max).await {
+            let read = tokio::select! {
+                biased;
+                () = &mut uncached => Err(Error::Cancel),
+                res = reader.read_chunk(max) => res,
+            };
+            let chunk = match read {
                 Ok(Some(chunk)) => chunk,
                 Ok(None) => return Err(Error::WrongSize),
                 Err(err) => {
@@ -468,9 +543,14 @@ async fn read_frames(
                     return Err(err);
                 }
             };
-            remaining -= chunk.len() as u64;
+            let len = chunk.len() as u64;
+            if !limits.take(len) {
+                frame.close(Error::BoundsExceeded);
+                return Err(Error::BoundsExceeded);
+            }
+            held.bytes += len;
+            remaining -= len;
             frame.write(chunk)?;
         }
     }
-    Ok(())
 }
