@@ -7,6 +7,8 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use futures::FutureExt;
+
 use super::stream::{Reader, Writer};
 use super::SessionOptions;
 use crate::message::{
@@ -270,8 +272,8 @@ impl Subscriber {
             recv: self.inner.recv.clone(),
         };
         // A group that left the cache (evicted, expired, or its track closed) can reach no new
-        // consumer: stop reading it, even mid-frame, rather than buffer bytes nobody accounts
-        // for. It may have left before we got here.
+        // consumer, and its bytes count towards no cache: stop reading it rather than buffer
+        // bytes nobody accounts for. It may have left before we got here.
         if !track.is_cached(sequence) {
             reader.stop(&Error::Cancel);
             group.close(Error::Cancel);
@@ -496,10 +498,12 @@ const FRAME_OVERHEAD: u64 = 64;
 /// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
 /// chunks quinn delivers, without copying.
 ///
-/// Stops with [`Error::Cancel`] as soon as `uncached` resolves (nobody can read the group any
-/// more), mid-frame included; with [`Error::BoundsExceeded`] at a FRAME header past the frame
-/// or group limit, and at a chunk past the connection's receive budget or the relay's cache
-/// budget.
+/// Once `uncached` resolves (the group left its track's cache), no more payload is taken:
+/// a frame in progress is stopped at once with [`Error::Cancel`], and so is the next FRAME
+/// header; only the FIN of a group whose frames are complete is still accepted, so its
+/// consumers see it end cleanly. Stops with [`Error::BoundsExceeded`] at a FRAME header past
+/// the frame or group limit, and at a chunk past the connection's receive budget or the
+/// relay's cache budget.
 async fn read_frames(
     reader: &mut Reader,
     group: &mut GroupProducer,
@@ -513,14 +517,12 @@ async fn read_frames(
     };
     let mut cost = 0u64;
     loop {
-        let header = tokio::select! {
-            biased;
-            () = &mut uncached => return Err(Error::Cancel),
-            res = reader.decode_maybe::<FrameHeader>() => res?,
-        };
-        let Some(FrameHeader { size }) = header else {
+        let Some(FrameHeader { size }) = reader.decode_maybe().await? else {
             return Ok(());
         };
+        if (&mut uncached).now_or_never().is_some() {
+            return Err(Error::Cancel);
+        }
         cost = cost.saturating_add(size).saturating_add(FRAME_OVERHEAD);
         if size > limits.max_frame_size || cost > limits.max_group_size || !limits.take(0) {
             return Err(Error::BoundsExceeded);

@@ -242,17 +242,28 @@ impl Subscription {
             self.progress(id, done, progress, drops);
         }
         loop {
+            // Past the byte window, the oldest group goes, written or not: it holds the
+            // transport's send buffer. Past the group window, the oldest still being written.
             let writing = self.inflight.iter().filter(|g| !g.written).count();
             let bytes = self.inflight_bytes.load(Ordering::Relaxed);
-            if writing < self.window.groups && bytes <= self.window.bytes {
-                break;
-            }
-            let Some(oldest) = self.inflight.pop_front() else {
+            let victim = if bytes > self.window.bytes {
+                Some(0)
+            } else if writing >= self.window.groups {
+                self.inflight.iter().position(|g| !g.written)
+            } else {
+                None
+            };
+            let Some(oldest) = victim.and_then(|pos| self.inflight.remove(pos)) else {
                 break;
             };
             // The subscriber is behind: the oldest group goes so the newest can start.
             let dropped = oldest.sequence;
-            tracing::debug!(sequence = dropped, "subscriber behind, group dropped");
+            tracing::debug!(
+                sequence = dropped,
+                writing,
+                bytes,
+                "subscriber behind, group dropped"
+            );
             cancel(oldest).await;
             drops.report(dropped, &Error::Cancel);
             drops.flush().await;
