@@ -39,10 +39,11 @@ pub const DEFAULT_MAX_GROUP_SIZE: u64 = 32 << 20;
 /// size arriving at once on one connection.
 pub const DEFAULT_MAX_RECV_BYTES: u64 = 64 << 20;
 
-/// The default [`SessionOptions::max_inflight_bytes`]: 4 MiB, over a second of 25 Mb/s video
-/// and several seconds of ordinary streams; more than that behind, a subscriber is better
-/// served by the newest group than by the backlog.
-pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 4 << 20;
+/// The default [`SessionOptions::max_inflight_bytes`]: 2 MiB, more than half a second of
+/// 25 Mb/s video and seconds of ordinary streams, and several round trips' worth of either;
+/// more than that behind, a subscriber is better served by the newest group than by the
+/// backlog (at the overload point of docs/reliability.md, 4 MiB let p99 latency reach 1.9 s).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 2 << 20;
 
 /// Options of a session, fixed before its first request can arrive.
 #[derive(Clone)]
