@@ -7,6 +7,7 @@
 mod options;
 mod priority;
 mod publisher;
+mod recv;
 mod stream;
 mod subscriber;
 mod subscription;

@@ -7,17 +7,16 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
-use futures::FutureExt;
-
+use super::recv::{read_frames, GroupLimits, RecvBudget};
 use super::stream::{Reader, Writer};
 use super::SessionOptions;
 use crate::message::{
-    Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, GroupDrop, GroupHeader, Info,
-    InfoRequest, Subscribe, UniStream,
+    Announce, AnnouncePlease, BiStream, Fetch, GroupDrop, GroupHeader, Info, InfoRequest,
+    Subscribe, UniStream,
 };
 use crate::model::{
-    AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, GroupConsumer, GroupProducer,
-    Track, TrackConsumer, TrackProducer,
+    AnnouncedConsumer, AnnouncedProducer, CacheConfig, GroupConsumer, Track, TrackConsumer,
+    TrackProducer,
 };
 use crate::transport::Connection;
 use crate::{Error, Path};
@@ -74,10 +73,7 @@ impl Subscriber {
                 cache: options.cache,
                 max_frame_size: options.max_frame_size,
                 max_group_size: options.max_group_size,
-                recv: Arc::new(RecvBudget {
-                    used: AtomicU64::new(0),
-                    limit: options.max_recv_bytes,
-                }),
+                recv: Arc::new(RecvBudget::new(options.max_recv_bytes)),
                 linger: options.linger,
                 next_id: AtomicU64::new(0),
                 state: Mutex::default(),
@@ -436,123 +432,4 @@ async fn announced_stream(
     }
     // The publisher finished: finish ours too.
     writer.finish()
-}
-
-/// What one group read from the peer may cost.
-struct GroupLimits {
-    max_frame_size: u64,
-    max_group_size: u64,
-    /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
-    budget: Option<&'static CacheBudget>,
-    /// The connection's receive budget.
-    recv: Arc<RecvBudget>,
-}
-
-impl GroupLimits {
-    /// Whether `n` more payload bytes may be held; if so, they are taken from the
-    /// connection's receive budget (and must be given back).
-    fn take(&self, n: u64) -> bool {
-        let over_cache = self
-            .budget
-            .is_some_and(|budget| budget.used() > budget.limit().saturating_mul(2));
-        !over_cache && self.recv.take(n)
-    }
-}
-
-/// The payload bytes held by one connection's unfinished groups, and their limit
-/// ([`SessionOptions::max_recv_bytes`]).
-#[derive(Debug)]
-struct RecvBudget {
-    used: AtomicU64,
-    limit: u64,
-}
-
-impl RecvBudget {
-    /// Takes `n` bytes, or nothing (returning false) if that would exceed the limit.
-    fn take(&self, n: u64) -> bool {
-        let before = self.used.fetch_add(n, Ordering::Relaxed);
-        if before.saturating_add(n) > self.limit {
-            self.used.fetch_sub(n, Ordering::Relaxed);
-            return false;
-        }
-        true
-    }
-}
-
-/// Bytes taken from a [`RecvBudget`] by one group, given back when the group's stream ends.
-struct Held<'a> {
-    budget: &'a RecvBudget,
-    bytes: u64,
-}
-
-impl Drop for Held<'_> {
-    fn drop(&mut self) {
-        self.budget.used.fetch_sub(self.bytes, Ordering::Relaxed);
-    }
-}
-
-/// What a frame costs beyond its payload (its shared state), so that a flood of empty frames
-/// is bounded like a flood of bytes.
-const FRAME_OVERHEAD: u64 = 64;
-
-/// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
-/// chunks quinn delivers, without copying.
-///
-/// Once `uncached` resolves (the group left its track's cache), no more payload is taken:
-/// a frame in progress is stopped at once with [`Error::Cancel`], and so is the next FRAME
-/// header; only the FIN of a group whose frames are complete is still accepted, so its
-/// consumers see it end cleanly. Stops with [`Error::BoundsExceeded`] at a FRAME header past
-/// the frame or group limit, and at a chunk past the connection's receive budget or the
-/// relay's cache budget.
-async fn read_frames(
-    reader: &mut Reader,
-    group: &mut GroupProducer,
-    limits: &GroupLimits,
-    uncached: impl std::future::Future<Output = ()>,
-) -> Result<(), Error> {
-    tokio::pin!(uncached);
-    let mut held = Held {
-        budget: &limits.recv,
-        bytes: 0,
-    };
-    let mut cost = 0u64;
-    loop {
-        let Some(FrameHeader { size }) = reader.decode_maybe().await? else {
-            return Ok(());
-        };
-        if (&mut uncached).now_or_never().is_some() {
-            return Err(Error::Cancel);
-        }
-        cost = cost.saturating_add(size).saturating_add(FRAME_OVERHEAD);
-        if size > limits.max_frame_size || cost > limits.max_group_size || !limits.take(0) {
-            return Err(Error::BoundsExceeded);
-        }
-        let mut frame = group.create_frame(size);
-        let mut remaining = size;
-        while remaining > 0 {
-            let max = usize::try_from(remaining).unwrap_or(usize::MAX);
-            let read = tokio::select! {
-                biased;
-                () = &mut uncached => Err(Error::Cancel),
-                res = reader.read_chunk(max) => res,
-            };
-            let chunk = match read {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Err(Error::WrongSize),
-                Err(err) => {
-                    // Close the frame with the real cause; dropping it would say WrongSize.
-                    frame.close(err.clone());
-                    return Err(err);
-                }
-            };
-            let len = chunk.len() as u64;
-            if !limits.take(len) {
-                frame.close(Error::BoundsExceeded);
-                return Err(Error::BoundsExceeded);
-            }
-            held.bytes += len;
-            remaining -= len;
-            frame.write(chunk)?;
-        }
-    }
 }
