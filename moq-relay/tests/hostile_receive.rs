@@ -167,15 +167,36 @@ impl Healthy {
         let mut group = common::next_group("the healthy pair's first group", &mut consumer).await;
         assert_eq!(common::next_frame("start", &mut group).await, "start");
         let receiving = tokio::spawn(async move {
-            let mut received = 0;
-            while let Ok(Some(mut group)) = consumer.next_group().await {
+            // Groups may arrive out of order (newest first): after the end marker, which says
+            // how many were sent, the stragglers get a bounded while.
+            let (mut received, mut sent) = (0, None);
+            loop {
+                let next = match sent {
+                    None => consumer.next_group().await,
+                    Some(sent) if received >= sent => return received,
+                    Some(_) => {
+                        match tokio::time::timeout(Duration::from_secs(1), consumer.next_group())
+                            .await
+                        {
+                            Ok(next) => next,
+                            Err(_) => return received,
+                        }
+                    }
+                };
+                let Ok(Some(mut group)) = next else {
+                    panic!("the healthy track ended early");
+                };
                 match group.read_frame().await {
-                    Ok(Some(frame)) if frame == "end" => return received,
-                    Ok(Some(_)) => received += 1,
+                    Ok(Some(frame)) => match frame.strip_prefix(b"end ") {
+                        Some(count) => {
+                            sent =
+                                Some(std::str::from_utf8(count).unwrap().parse::<u64>().unwrap());
+                        }
+                        None => received += 1,
+                    },
                     _ => {}
                 }
             }
-            panic!("the healthy track ended early");
         });
         let (stop, mut stopped) = tokio::sync::oneshot::channel();
         let publishing = tokio::spawn(async move {
@@ -192,7 +213,7 @@ impl Healthy {
                 sent += 1;
             }
             let mut end = producer.append_group().unwrap();
-            end.write_frame(Bytes::from_static(b"end"));
+            end.write_frame(Bytes::from(format!("end {sent}")));
             end.finish();
             sent
         });
