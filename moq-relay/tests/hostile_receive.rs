@@ -186,15 +186,14 @@ impl Healthy {
                 let Ok(Some(mut group)) = next else {
                     panic!("the healthy track ended early");
                 };
-                match group.read_frame().await {
-                    Ok(Some(frame)) => match frame.strip_prefix(b"end ") {
+                if let Ok(Some(frame)) = group.read_frame().await {
+                    match frame.strip_prefix(b"end ") {
                         Some(count) => {
                             sent =
                                 Some(std::str::from_utf8(count).unwrap().parse::<u64>().unwrap());
                         }
                         None => received += 1,
-                    },
-                    _ => {}
+                    }
                 }
             }
         });
