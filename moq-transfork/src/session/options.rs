@@ -57,13 +57,14 @@ pub struct SessionOptions {
     /// The cache window of tracks this session subscribes to.
     pub cache: CacheConfig,
     /// How many groups of one subscription may be in flight to the peer at once: started and
-    /// not yet acknowledged by the peer's transport (a group still unacknowledged 2 s after
-    /// its last byte was written stops counting). When a newer
-    /// group arrives beyond this, the oldest in-flight group is dropped (reset, and reported
-    /// with GROUP_DROP), so a peer that stops reading costs bounded memory. Default 8.
+    /// not yet completely written to the transport (written groups awaiting acknowledgement
+    /// count towards [`max_inflight_bytes`](Self::max_inflight_bytes) only). When a newer
+    /// group arrives beyond this, the oldest group still being written is dropped (reset, and
+    /// reported with GROUP_DROP), so a peer that stops reading costs bounded memory. Default 8.
     pub max_inflight_groups: usize,
-    /// How many payload bytes of one subscription may be in flight to the peer at once,
-    /// counted like [`max_inflight_groups`](Self::max_inflight_groups). When a newer group
+    /// How many payload bytes of one subscription may be in flight to the peer at once: from
+    /// the first byte of a group until the peer's transport acknowledges all of it (a group
+    /// still unacknowledged 2 s after its last byte stops counting). When a newer group
     /// arrives while more are in flight, the oldest groups are dropped until the rest fit: a
     /// subscriber that falls behind gets the newest group, not a backlog. Default
     /// [`DEFAULT_MAX_INFLIGHT_BYTES`].
