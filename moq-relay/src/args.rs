@@ -7,7 +7,7 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_transfork::transport::ClientTls;
-use moq_transfork::{CacheBudget, CacheConfig};
+use moq_transfork::{CacheBudget, CacheConfig, SessionOptions};
 
 /// A caching, deduplicating MoqTransfork relay over WebTransport and raw QUIC on one UDP port.
 #[derive(Parser, Debug)]
@@ -82,6 +82,26 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 65_536, value_name = "N")]
     pub(crate) announce_max_total: usize,
 
+    /// The largest frame a peer may send; a larger FRAME header stops its group stream with
+    /// code 11 (bounds exceeded) before any payload is read.
+    #[arg(long, default_value_t = moq_transfork::DEFAULT_MAX_FRAME_SIZE, value_name = "BYTES")]
+    pub(crate) max_frame_size: u64,
+
+    /// The most a peer's group may hold (declared frame sizes); past it, the group stream is
+    /// stopped with code 11.
+    #[arg(long, default_value_t = moq_transfork::DEFAULT_MAX_GROUP_SIZE, value_name = "BYTES")]
+    pub(crate) max_group_size: u64,
+
+    /// The most bytes one connection's unfinished groups may hold together, counted as they
+    /// arrive; the group stream that would exceed it is stopped with code 11.
+    #[arg(long, default_value_t = moq_transfork::DEFAULT_MAX_RECV_BYTES, value_name = "BYTES")]
+    pub(crate) max_recv_bytes: u64,
+
+    /// The most bytes of one subscription in flight to a subscriber (sent, not acknowledged);
+    /// beyond it, its oldest groups are dropped (GROUP_DROP) for the newest.
+    #[arg(long, default_value_t = moq_transfork::DEFAULT_MAX_INFLIGHT_BYTES, value_name = "BYTES")]
+    pub(crate) max_inflight_bytes: u64,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -135,13 +155,23 @@ impl Args {
         })
     }
 
-    pub(crate) fn linger(&self) -> Duration {
-        Duration::from_millis(self.linger_ms)
+    /// The options of every session (client sessions and cluster links): linger, cache and
+    /// the limits on what a peer can make the relay hold.
+    pub(crate) fn session(&self) -> SessionOptions {
+        SessionOptions {
+            linger: Duration::from_millis(self.linger_ms),
+            cache: self.cache(),
+            max_frame_size: self.max_frame_size,
+            max_group_size: self.max_group_size,
+            max_recv_bytes: self.max_recv_bytes,
+            max_inflight_bytes: self.max_inflight_bytes,
+            ..SessionOptions::default()
+        }
     }
 
     /// The cache of every track the relay subscribes to, bounded per track and, through one
     /// budget created here for the life of the process, relay-wide.
-    pub(crate) fn cache(&self) -> CacheConfig {
+    fn cache(&self) -> CacheConfig {
         let budget: &'static CacheBudget =
             Box::leak(Box::new(CacheBudget::new(self.cache_max_bytes)));
         CacheConfig {

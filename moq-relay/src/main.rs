@@ -21,9 +21,7 @@ use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
 use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
-use moq_transfork::{
-    CacheConfig, Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer,
-};
+use moq_transfork::{Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer};
 use tracing::Instrument;
 
 use args::Args;
@@ -84,7 +82,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, dev, page);
 
-    let relay = Relay::new(args.linger(), args.cache())
+    let relay = Relay::new(args.session())
         .with_announce_limits(args.announce_max_per_session, args.announce_max_total);
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
@@ -172,9 +170,8 @@ struct Relay {
     locals: Origins,
     /// Paths learned from other relays (clustering); offered to clients, never re-advertised.
     remotes: Origins,
-    linger: Duration,
-    /// The cache of every track the relay subscribes to (one budget for all).
-    cache: CacheConfig,
+    /// Linger, cache (one budget for all tracks) and limits of every session.
+    options: SessionOptions,
     /// The live sessions, closed cleanly on shutdown.
     sessions: sessions::Sessions,
     next_session: Arc<AtomicU64>,
@@ -185,12 +182,11 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(linger: Duration, cache: CacheConfig) -> Self {
+    fn new(options: SessionOptions) -> Self {
         Self {
             locals: Origins::new(),
             remotes: Origins::new(),
-            linger,
-            cache,
+            options,
             sessions: sessions::Sessions::default(),
             next_session: Arc::default(),
             cluster: None,
@@ -219,10 +215,8 @@ impl Relay {
     /// Session options shared by client sessions and cluster links.
     fn options(&self) -> SessionOptions {
         SessionOptions {
-            linger: self.linger,
-            cache: self.cache,
             max_announced_paths: self.locals.max_announcements(),
-            ..Default::default()
+            ..self.options.clone()
         }
     }
 

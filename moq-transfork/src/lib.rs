@@ -28,4 +28,7 @@ pub use model::{
     TrackHandle, TrackProducer,
 };
 pub use origins::Origins;
-pub use session::{FetchedGroup, Router, Session, SessionOptions};
+pub use session::{
+    FetchedGroup, Router, Session, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
+    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
+};

@@ -5,7 +5,6 @@
 mod memory_common;
 
 use bytes::{Bytes, BytesMut};
-use futures::FutureExt;
 use memory_common::{frame, path, settle, within, Upstream};
 use moq_transfork::model::{CacheConfig, GroupConsumer, Track};
 use moq_transfork::{Error, SessionOptions};
@@ -94,7 +93,7 @@ async fn a_flood_of_empty_frames_hits_the_group_size_cap() {
 }
 
 #[tokio::test(start_paused = true)]
-async fn a_group_that_left_the_cache_is_stopped_at_its_first_frame() {
+async fn a_group_that_left_the_cache_is_stopped_at_once() {
     let options = SessionOptions {
         cache: CacheConfig {
             max_groups: 1,
@@ -111,12 +110,9 @@ async fn a_group_that_left_the_cache_is_stopped_at_its_first_frame() {
     assert_eq!(group.sequence(), 5);
     assert_eq!(group.read_frame().await, Ok(Some(Bytes::from("five"))));
 
-    // Group 3 is older: with room for one group, it is evicted as soon as it is created. Its
-    // header alone is accepted; its first FRAME header stops it with Cancel.
+    // Group 3 is older: with room for one group, it is evicted as soon as it is created, and
+    // stopped with Cancel before it sends a frame.
     let mut three = upstream.group(3).await;
-    settle().await;
-    assert!(three.stopped().now_or_never().is_none(), "stopped early");
-    three.write_chunk(frame(b"three")).await.unwrap();
     assert_eq!(
         within("STOP_SENDING", three.stopped()).await,
         Ok(Some(Error::Cancel.code()))
@@ -131,6 +127,118 @@ async fn a_group_that_left_the_cache_is_stopped_at_its_first_frame() {
         Ok(vec![Bytes::from("more")])
     );
     assert!(five.stopped().await.unwrap().is_none(), "read to its FIN");
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_group_evicted_mid_frame_is_stopped_at_once() {
+    let options = SessionOptions {
+        cache: CacheConfig {
+            max_groups: 1,
+            ..Default::default()
+        },
+        ..Default::default()
+    };
+    let (upstream, mut track) = Upstream::start(options, Track::new(path(&["evicted"]))).await;
+
+    // Group 0 declares a 1000-byte frame and sends 100 bytes of it.
+    let mut zero = upstream.group(0).await;
+    let mut partial = BytesMut::from(&[0x43, 0xe8][..]);
+    partial.extend_from_slice(&[1u8; 100]);
+    zero.write_chunk(partial.freeze()).await.unwrap();
+    let mut group = track.next_group().await.unwrap().unwrap();
+    let mut frame_zero = group.next_frame().await.unwrap().expect("the frame");
+    assert_eq!(frame_zero.size(), 1000);
+    assert_eq!(
+        frame_zero.read().await.map(|c| c.map(|c| c.len())),
+        Ok(Some(100))
+    );
+
+    // Group 1 evicts it: its stream is stopped mid-frame, without waiting for more bytes, and
+    // its consumers learn why.
+    let mut one = upstream.group(1).await;
+    one.write_chunk(frame(b"one")).await.unwrap();
+    assert_eq!(
+        within("STOP_SENDING", zero.stopped()).await,
+        Ok(Some(Error::Cancel.code()))
+    );
+    assert_eq!(
+        within("the frame", frame_zero.read()).await,
+        Err(Error::Cancel)
+    );
+
+    // Group 1 is delivered.
+    one.finish().unwrap();
+    let mut group = track.next_group().await.unwrap().unwrap();
+    assert_eq!(group.sequence(), 1);
+    assert_eq!(read_all(&mut group).await, Ok(vec![Bytes::from("one")]));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_frame_over_max_frame_size_is_refused_at_its_header() {
+    let options = SessionOptions {
+        max_frame_size: 1000,
+        ..Default::default()
+    };
+    let (upstream, mut track) = Upstream::start(options, Track::new(path(&["huge"]))).await;
+    // A FRAME header declaring 50 MB (a 4-byte varint), and no payload yet.
+    let mut stream = upstream.group(0).await;
+    let size: u32 = 50_000_000 | 0x8000_0000;
+    stream.write_all(&size.to_be_bytes()).await.unwrap();
+    assert_eq!(
+        within("STOP_SENDING", stream.stopped()).await,
+        Ok(Some(Error::BoundsExceeded.code()))
+    );
+    let mut group = track.next_group().await.unwrap().unwrap();
+    assert_eq!(read_all(&mut group).await, Err(Error::BoundsExceeded));
+    // Exactly at the limit is fine.
+    let mut stream = upstream.group(1).await;
+    stream.write_chunk(frame(&[5u8; 1000])).await.unwrap();
+    stream.finish().unwrap();
+    let mut group = track.next_group().await.unwrap().unwrap();
+    assert_eq!(read_all(&mut group).await.map(|f| f[0].len()), Ok(1000));
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_receive_budget_stops_the_group_that_would_exceed_it() {
+    const BUDGET: u64 = 10_000;
+    let options = SessionOptions {
+        max_recv_bytes: BUDGET,
+        ..Default::default()
+    };
+    let (upstream, mut track) = Upstream::start(options, Track::new(path(&["budget"]))).await;
+    // Two groups each declare an 8000-byte frame (0x5f40) and send 6000 bytes of it.
+    let mut first = BytesMut::from(&[0x5f, 0x40][..]);
+    first.extend_from_slice(&[1u8; 6000]);
+    let mut zero = upstream.group(0).await;
+    zero.write_chunk(first.freeze()).await.unwrap();
+    settle().await;
+    let mut second = BytesMut::from(&[0x5f, 0x40][..]);
+    second.extend_from_slice(&[2u8; 6000]);
+    let mut one = upstream.group(1).await;
+    one.write_chunk(second.freeze()).await.unwrap();
+
+    // The second would take the connection to 12,000 unfinished bytes: it is stopped.
+    assert_eq!(
+        within("STOP_SENDING", one.stopped()).await,
+        Ok(Some(Error::BoundsExceeded.code()))
+    );
+    // The first completes, and gives its bytes back to the budget when it does.
+    zero.write_chunk(Bytes::from(vec![1u8; 2000]))
+        .await
+        .unwrap();
+    zero.finish().unwrap();
+    let mut groups = Vec::new();
+    for _ in 0..2 {
+        groups.push(track.next_group().await.unwrap().unwrap());
+    }
+    groups.sort_by_key(GroupConsumer::sequence);
+    assert_eq!(read_all(&mut groups[0]).await.map(|f| f[0].len()), Ok(8000));
+    assert_eq!(read_all(&mut groups[1]).await, Err(Error::BoundsExceeded));
+    let mut two = upstream.group(2).await;
+    two.write_chunk(frame(&[3u8; 9000])).await.unwrap();
+    two.finish().unwrap();
+    let mut group = track.next_group().await.unwrap().unwrap();
+    assert_eq!(read_all(&mut group).await.map(|f| f[0].len()), Ok(9000));
 }
 
 #[tokio::test(start_paused = true)]

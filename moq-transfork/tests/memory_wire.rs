@@ -219,6 +219,11 @@ async fn stalled_subscriber(window: usize, max_inflight: usize, track: Track) ->
         max_inflight_groups: max_inflight,
         ..Default::default()
     };
+    stalled_subscriber_with(window, options, track).await
+}
+
+/// [`stalled_subscriber`] with any server options.
+async fn stalled_subscriber_with(window: usize, options: SessionOptions, track: Track) -> Stalled {
     let config = Config {
         stream_window: window,
         ..Config::default()
@@ -321,4 +326,154 @@ async fn a_group_stalled_until_its_expiry_is_dropped() {
         stream.read_chunk(usize::MAX).await.err(),
         Some(Error::Cancel)
     );
+}
+
+#[tokio::test(start_paused = true)]
+async fn the_in_flight_window_is_bounded_in_bytes() {
+    const WINDOW: usize = 1024;
+    const GROUP: usize = 4 * WINDOW;
+    const GROUPS: u64 = 12;
+    // Room for 8 groups, but only for two of these in bytes.
+    let options = SessionOptions {
+        max_inflight_groups: 8,
+        max_inflight_bytes: 2 * GROUP as u64,
+        ..Default::default()
+    };
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber_with(WINDOW, options, Track::new(path(&["bytes"]))).await;
+
+    let payload = Bytes::from(vec![7u8; GROUP]);
+    let mut streams = Vec::new();
+    for _ in 0..GROUPS {
+        let mut group = producer.append_group().unwrap();
+        group.write_frame(payload.clone());
+        group.finish();
+        settle().await;
+        while let Some(stream) = raw.accept_uni().now_or_never() {
+            streams.push(stream.unwrap());
+        }
+    }
+    // A new group starts once the older ones fit in the byte window: two of them, plus it.
+    let mut live = Vec::new();
+    for (sequence, recv) in streams.iter_mut().enumerate() {
+        match recv.read_chunk(usize::MAX).now_or_never() {
+            Some(Err(Error::Cancel)) => {}
+            Some(Ok(Some(_))) => live.push(sequence as u64),
+            other => panic!("group {sequence}: {other:?}"),
+        }
+    }
+    assert_eq!(live, [GROUPS - 3, GROUPS - 2, GROUPS - 1]);
+    // The stale groups were reported, not queued.
+    for sequence in 0..GROUPS - 3 {
+        let drop: GroupDrop = replies.next().await.unwrap().unwrap();
+        assert_eq!((drop.sequence, drop.code), (sequence, 0));
+    }
+}
+
+#[tokio::test(start_paused = true)]
+async fn in_flight_groups_with_one_sequence_are_told_apart_after_a_handover() {
+    // Room for two groups being written; every group fits the stream window.
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber(64 * 1024, 2, Track::new(path(&["handover"]))).await;
+
+    // Group 5 of the old origin stays open, in flight.
+    let mut old = producer.create_group(5).unwrap();
+    old.write_frame(Bytes::from_static(b"old"));
+    let mut old_stream = memory_common::within("a group stream", raw.accept_uni())
+        .await
+        .unwrap();
+    read_until(&mut old_stream, &[0, 5, 3, b'o', b'l', b'd'])
+        .await
+        .unwrap();
+
+    // After the handover, the new origin's group 5 is delivered and acknowledged (read).
+    producer.forget_groups();
+    let mut new = producer.create_group(5).unwrap();
+    new.write_frame(Bytes::from_static(b"new"));
+    new.finish();
+    let mut new_stream = memory_common::within("a group stream", raw.accept_uni())
+        .await
+        .unwrap();
+    // Subscription 0, group 5, a 3-byte frame.
+    assert!(read_to_end(&mut new_stream)
+        .await
+        .ends_with(&[0, 5, 3, b'n', b'e', b'w']));
+    settle().await;
+
+    // The old group 5 is still in flight, untouched by the new one's completion.
+    old.write_frame(Bytes::from_static(b"still"));
+    read_until(&mut old_stream, b"still").await.unwrap();
+
+    // Two more groups: the window is full (the old group 5 and group 6 are being written), so
+    // the old group 5 is the one dropped.
+    let _six = producer.create_group(6).unwrap();
+    settle().await;
+    let _seven = producer.create_group(7).unwrap();
+    settle().await;
+    let report: GroupDrop = memory_common::within("GROUP_DROP", replies.next())
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!((report.sequence, report.code), (5, 0));
+    assert_eq!(
+        read_until(&mut old_stream, b"never").await,
+        Err(Error::Cancel)
+    );
+    drop(old);
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_huge_expiry_neither_panics_nor_drops_anything() {
+    // The publisher's track never expires its groups, in a duration too large to add.
+    let track = Track::new(path(&["forever"])).with_group_expires(Duration::MAX);
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber(64 * 1024, 8, track).await;
+    for sequence in 0..3u64 {
+        let mut group = producer.append_group().unwrap();
+        group.write_frame(Bytes::from_static(b"tick"));
+        group.finish();
+        let mut stream = memory_common::within("a group stream", raw.accept_uni())
+            .await
+            .unwrap();
+        let bytes = read_to_end(&mut stream).await;
+        assert!(bytes.ends_with(&[0, sequence as u8, 4, b't', b'i', b'c', b'k']));
+        tokio::time::advance(Duration::from_secs(3600)).await;
+    }
+    // The subscription is alive, and nothing was dropped.
+    settle().await;
+    assert!(replies.next::<GroupDrop>().now_or_never().is_none());
+}
+
+/// Every byte of a stream up to its FIN.
+async fn read_to_end(stream: &mut RecvStream) -> Vec<u8> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = memory_common::within("a chunk", stream.read_chunk(usize::MAX))
+        .await
+        .unwrap()
+    {
+        bytes.extend_from_slice(&chunk);
+    }
+    bytes
+}
+
+/// Reads a stream until the bytes read end with `end`; the error if it is reset first.
+async fn read_until(stream: &mut RecvStream, end: &[u8]) -> Result<(), Error> {
+    let mut bytes = Vec::new();
+    while !bytes.ends_with(end) {
+        let chunk = memory_common::within("a chunk", stream.read_chunk(usize::MAX)).await?;
+        bytes.extend_from_slice(&chunk.expect("not the end yet"));
+    }
+    Ok(())
 }

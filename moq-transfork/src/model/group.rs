@@ -30,6 +30,8 @@ struct GroupState {
     status: Option<Result<(), Error>>,
     waiters: WaitList,
     closed_waiters: WaitList,
+    /// Woken when the group leaves its track's cache.
+    uncached_waiters: WaitList,
     /// Payload bytes written to this group.
     bytes: u64,
     /// The track's byte count, while the group is cached.
@@ -50,6 +52,7 @@ impl GroupShared {
                 status: None,
                 waiters: WaitList::default(),
                 closed_waiters: WaitList::default(),
+                uncached_waiters: WaitList::default(),
                 bytes: 0,
                 accounting,
             }),
@@ -75,10 +78,14 @@ impl GroupShared {
 
     /// Called when the track evicts the group: its bytes no longer count towards the cache.
     pub(crate) fn uncache(&self) {
-        let mut state = lock(&self.state);
-        if let Some(accounting) = state.accounting.take() {
-            accounting.sub(state.bytes);
-        }
+        let wake = {
+            let mut state = lock(&self.state);
+            if let Some(accounting) = state.accounting.take() {
+                accounting.sub(state.bytes);
+            }
+            state.uncached_waiters.take()
+        };
+        wake.wake();
     }
 
     /// True while the group's bytes count towards its creating track's cache, that is while
@@ -206,6 +213,24 @@ impl GroupProducer {
     pub fn is_closed(&self) -> bool {
         self.shared.is_closed()
     }
+
+    /// Resolves once the group has left its track's cache (evicted, expired, or the track
+    /// closed or forgot it): it can reach no new consumer, and its bytes no longer count
+    /// towards any cache, so whoever fills it from the network should stop.
+    ///
+    /// # Cancel safety
+    /// Cancel safe.
+    pub(crate) fn uncached(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let shared = self.shared.clone();
+        async move {
+            let mut waiter = Waiter::new(&shared.state, uncached_waiters);
+            poll_fn(|cx| waiter.poll(cx, |state| state.accounting.is_none().then_some(()))).await;
+        }
+    }
+}
+
+fn uncached_waiters(state: &mut GroupState) -> &mut WaitList {
+    &mut state.uncached_waiters
 }
 
 impl Drop for GroupProducer {

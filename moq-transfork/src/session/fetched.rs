@@ -4,8 +4,8 @@ use std::ops::{Deref, DerefMut};
 
 use tokio::sync::oneshot;
 
+use super::recv::{read_frames, GroupLimits};
 use super::stream::{Reader, Writer};
-use super::subscriber::{read_frames, GroupLimits};
 use crate::message::{BiStream, Fetch};
 use crate::model::{GroupConsumer, GroupProducer, Track};
 use crate::transport::Connection;
@@ -74,7 +74,8 @@ async fn fetch(
     let (writer, reader) = stream.insert((Writer::control(send), Reader::new(recv)));
     writer.encode2(&BiStream::Fetch, request).await?;
     writer.finish()?;
-    read_frames(reader, group, limits, || true).await
+    // A fetched group belongs to no cache: only its consumer holds it.
+    read_frames(reader, group, limits, std::future::pending()).await
 }
 
 impl Deref for FetchedGroup {

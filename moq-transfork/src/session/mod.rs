@@ -8,6 +8,7 @@ mod fetched;
 mod options;
 mod priority;
 mod publisher;
+mod recv;
 mod stream;
 mod subscriber;
 mod subscription;
@@ -23,7 +24,10 @@ use crate::transport::{Connection, TransportKind};
 use crate::{Error, Path};
 
 pub use fetched::FetchedGroup;
-pub use options::{Router, SessionOptions};
+pub use options::{
+    Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
+    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
+};
 
 use publisher::Publisher;
 use stream::{Reader, Writer};

@@ -38,6 +38,24 @@ where
     }
 }
 
+/// The default [`SessionOptions::max_frame_size`]: 16 MiB, eight times a large keyframe
+/// (4K video keyframes are a few MB), small enough that one frame never dominates memory.
+pub const DEFAULT_MAX_FRAME_SIZE: u64 = 16 << 20;
+
+/// The default [`SessionOptions::max_group_size`]: 32 MiB, the cap moq-dev applies to a group,
+/// and some 10 s of 25 Mb/s video.
+pub const DEFAULT_MAX_GROUP_SIZE: u64 = 32 << 20;
+
+/// The default [`SessionOptions::max_recv_bytes`]: 64 MiB, two groups of the largest default
+/// size arriving at once on one connection.
+pub const DEFAULT_MAX_RECV_BYTES: u64 = 64 << 20;
+
+/// The default [`SessionOptions::max_inflight_bytes`]: 2 MiB, more than half a second of
+/// 25 Mb/s video and seconds of ordinary streams, and several round trips' worth of either;
+/// more than that behind, a subscriber is better served by the newest group than by the
+/// backlog (at the overload point of docs/reliability.md, 4 MiB let p99 latency reach 1.9 s).
+pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 2 << 20;
+
 /// Options of a session, fixed before its first request can arrive.
 #[derive(Clone)]
 pub struct SessionOptions {
@@ -49,19 +67,34 @@ pub struct SessionOptions {
     pub router: Option<Arc<dyn Router>>,
     /// The cache window of tracks this session subscribes to.
     pub cache: CacheConfig,
-    /// How many groups of one subscription may be in flight to the peer at once: not yet
-    /// fully written to the transport (finished groups awaiting acknowledgement do not
-    /// count). When a newer group arrives beyond this, the oldest in-flight group is dropped
-    /// (reset, and reported with GROUP_DROP), so a peer that stops reading costs bounded
-    /// memory.
+    /// How many groups of one subscription may be in flight to the peer at once: started and
+    /// not yet completely written to the transport (written groups awaiting acknowledgement
+    /// count towards [`max_inflight_bytes`](Self::max_inflight_bytes) only). When a newer
+    /// group arrives beyond this, the oldest group still being written is dropped (reset, and
+    /// reported with GROUP_DROP), so a peer that stops reading costs bounded memory. Default 8.
     pub max_inflight_groups: usize,
-    /// The largest frame accepted from the peer, in bytes; larger frames reset their group
-    /// stream with [`Error::BoundsExceeded`].
+    /// How many payload bytes of one subscription may be in flight to the peer at once: from
+    /// the first byte of a group until the peer's transport acknowledges all of it (a group
+    /// still unacknowledged 2 s after its last byte stops counting). When a newer group
+    /// arrives while more are in flight, the oldest groups are dropped until the rest fit: a
+    /// subscriber that falls behind gets the newest group, not a backlog. Default
+    /// [`DEFAULT_MAX_INFLIGHT_BYTES`].
+    pub max_inflight_bytes: u64,
+    /// The largest frame accepted from the peer, in bytes; a larger FRAME header stops its
+    /// group stream with [`Error::BoundsExceeded`] before any of its payload is read.
+    /// Default [`DEFAULT_MAX_FRAME_SIZE`].
     pub max_frame_size: u64,
-    /// The most one group from the peer may hold, in payload bytes plus a small cost per frame;
-    /// a larger group is stopped with [`Error::BoundsExceeded`]. With the track caches' limits
-    /// and the peer's stream limit, it bounds what a peer can make a session buffer.
+    /// The most one group from the peer may hold, in declared payload bytes plus a small cost
+    /// per frame, checked at each FRAME header; a larger group is stopped with
+    /// [`Error::BoundsExceeded`]. Default [`DEFAULT_MAX_GROUP_SIZE`].
     pub max_group_size: u64,
+    /// The most payload bytes the peer's unfinished groups may hold together: what the
+    /// session has received of groups (or fetches) still arriving. Counted per chunk as it is
+    /// read; the group stream whose chunk would exceed it is stopped with
+    /// [`Error::BoundsExceeded`]. A group that finishes hands its bytes over to its track's
+    /// cache, which bounds them from then on; a group that leaves the cache before it is
+    /// complete is stopped at once ([`Error::Cancel`]). Default [`DEFAULT_MAX_RECV_BYTES`].
+    pub max_recv_bytes: u64,
     /// How long an upstream subscription outlives its last consumer, so a viewer that
     /// reconnects at once does not cost a new SUBSCRIBE.
     pub linger: Duration,
@@ -86,8 +119,10 @@ impl Default for SessionOptions {
             router: None,
             cache: CacheConfig::default(),
             max_inflight_groups: 8,
-            max_frame_size: 64 << 20,
-            max_group_size: 64 << 20,
+            max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            max_frame_size: DEFAULT_MAX_FRAME_SIZE,
+            max_group_size: DEFAULT_MAX_GROUP_SIZE,
+            max_recv_bytes: DEFAULT_MAX_RECV_BYTES,
             linger: Duration::ZERO,
             max_announced_paths: Self::DEFAULT_MAX_ANNOUNCED_PATHS,
         }
@@ -101,8 +136,10 @@ impl fmt::Debug for SessionOptions {
             .field("router", &self.router.is_some())
             .field("cache", &self.cache)
             .field("max_inflight_groups", &self.max_inflight_groups)
+            .field("max_inflight_bytes", &self.max_inflight_bytes)
             .field("max_frame_size", &self.max_frame_size)
             .field("max_group_size", &self.max_group_size)
+            .field("max_recv_bytes", &self.max_recv_bytes)
             .field("linger", &self.linger)
             .field("max_announced_paths", &self.max_announced_paths)
             .finish()

@@ -11,7 +11,7 @@ use futures::FutureExt;
 
 use super::priority::stream_priority;
 use super::stream::{Reader, Writer};
-use super::subscription::Subscription;
+use super::subscription::{Subscription, Window};
 use super::{Router, SessionOptions};
 use crate::message::{
     Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, Info, InfoRequest, Subscribe,
@@ -65,7 +65,8 @@ struct PublisherInner {
     /// Announcements offered on behalf of others (a relay's other sessions).
     extra: Vec<AnnouncedProducer>,
     router: Option<Arc<dyn Router>>,
-    max_inflight_groups: usize,
+    /// The in-flight window of each subscription the peer makes.
+    window: Window,
     /// Announce requests being served now.
     announce_requests: AtomicUsize,
 }
@@ -88,7 +89,10 @@ impl Publisher {
                 local: AnnouncedProducer::new(),
                 extra: options.announce.clone(),
                 router: options.router.clone(),
-                max_inflight_groups: options.max_inflight_groups.max(1),
+                window: Window {
+                    groups: options.max_inflight_groups.max(1),
+                    bytes: options.max_inflight_bytes,
+                },
                 announce_requests: AtomicUsize::new(0),
             }),
         }
@@ -239,7 +243,7 @@ impl Publisher {
             self.inner.conn.clone(),
             &subscribe,
             expires,
-            self.inner.max_inflight_groups,
+            self.inner.window,
         );
         serving.run(track, writer, reader).await
     }

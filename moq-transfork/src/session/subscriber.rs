@@ -8,15 +8,15 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use super::fetched::FetchedGroup;
+use super::recv::{read_frames, GroupLimits, RecvBudget};
 use super::stream::{Reader, Writer};
 use super::SessionOptions;
 use crate::message::{
-    Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, GroupDrop, GroupHeader, Info,
-    InfoRequest, Subscribe, UniStream,
+    Announce, AnnouncePlease, BiStream, Fetch, GroupDrop, GroupHeader, Info, InfoRequest,
+    Subscribe, UniStream,
 };
 use crate::model::{
-    AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, GroupProducer, Track,
-    TrackConsumer, TrackProducer,
+    AnnouncedConsumer, AnnouncedProducer, CacheConfig, Track, TrackConsumer, TrackProducer,
 };
 use crate::transport::Connection;
 use crate::{Error, Path};
@@ -47,6 +47,8 @@ struct SubscriberInner {
     cache: CacheConfig,
     max_frame_size: u64,
     max_group_size: u64,
+    /// What the peer's unfinished groups hold, shared by its group streams and fetches.
+    recv: Arc<RecvBudget>,
     linger: Duration,
     /// [`SessionOptions::max_announced_paths`], and the paths held active now.
     max_announced_paths: usize,
@@ -81,6 +83,7 @@ impl Subscriber {
                 cache: options.cache,
                 max_frame_size: options.max_frame_size,
                 max_group_size: options.max_group_size,
+                recv: Arc::new(RecvBudget::new(options.max_recv_bytes)),
                 linger: options.linger,
                 max_announced_paths: options.max_announced_paths,
                 announced_paths: Arc::default(),
@@ -272,15 +275,22 @@ impl Subscriber {
             }
         };
         let sequence = group.sequence();
-        // A group that left the cache (evicted, expired, or its track closed) can reach no new
-        // consumer: stop reading it rather than buffer bytes nobody accounts for.
         let limits = GroupLimits {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
             budget: self.inner.cache.budget,
+            recv: self.inner.recv.clone(),
         };
-        let wanted = || track.is_cached(sequence);
-        match read_frames(&mut reader, &mut group, &limits, wanted).await {
+        // A group that left the cache (evicted, expired, or its track closed) can reach no new
+        // consumer, and its bytes count towards no cache: stop reading it rather than buffer
+        // bytes nobody accounts for. It may have left before we got here.
+        if !track.is_cached(sequence) {
+            reader.stop(&Error::Cancel);
+            group.close(Error::Cancel);
+            return;
+        }
+        let uncached = group.uncached();
+        match read_frames(&mut reader, &mut group, &limits, uncached).await {
             Ok(()) => group.finish(),
             Err(err) => {
                 reader.stop(&err);
@@ -358,6 +368,7 @@ impl Subscriber {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
             budget: None,
+            recv: self.inner.recv.clone(),
         };
         FetchedGroup::spawn(self.inner.conn.clone(), request, limits)
     }
@@ -463,57 +474,4 @@ async fn announced_stream(
     }
     // The publisher finished: finish ours too.
     writer.finish()
-}
-
-/// What one group read from the peer may cost.
-pub(super) struct GroupLimits {
-    max_frame_size: u64,
-    max_group_size: u64,
-    /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
-    budget: Option<&'static CacheBudget>,
-}
-
-/// What a frame costs beyond its payload (its shared state), so that a flood of empty frames
-/// is bounded like a flood of bytes.
-const FRAME_OVERHEAD: u64 = 64;
-
-/// Reads FRAMEs into `group` until FIN (spec §5.6, §6.11). Payloads are passed on as the
-/// chunks quinn delivers, without copying. Stops with [`Error::Cancel`] when `wanted` says
-/// nobody can read the group any more, and with [`Error::BoundsExceeded`] past a limit.
-pub(super) async fn read_frames(
-    reader: &mut Reader,
-    group: &mut GroupProducer,
-    limits: &GroupLimits,
-    wanted: impl Fn() -> bool,
-) -> Result<(), Error> {
-    let mut cost = 0u64;
-    while let Some(FrameHeader { size }) = reader.decode_maybe().await? {
-        if !wanted() {
-            return Err(Error::Cancel);
-        }
-        cost = cost.saturating_add(size).saturating_add(FRAME_OVERHEAD);
-        let over_budget = limits
-            .budget
-            .is_some_and(|budget| budget.used() > budget.limit().saturating_mul(2));
-        if size > limits.max_frame_size || cost > limits.max_group_size || over_budget {
-            return Err(Error::BoundsExceeded);
-        }
-        let mut frame = group.create_frame(size);
-        let mut remaining = size;
-        while remaining > 0 {
-            let max = usize::try_from(remaining).unwrap_or(usize::MAX);
-            let chunk = match reader.read_chunk(max).await {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Err(Error::WrongSize),
-                Err(err) => {
-                    // Close the frame with the real cause; dropping it would say WrongSize.
-                    frame.close(err.clone());
-                    return Err(err);
-                }
-            };
-            remaining -= chunk.len() as u64;
-            frame.write(chunk)?;
-        }
-    }
-    Ok(())
 }

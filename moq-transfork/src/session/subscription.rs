@@ -2,6 +2,8 @@
 //! priorities, expiry, and what happens when the subscriber falls behind.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 use std::time::Duration;
 
 use tokio::sync::{mpsc, oneshot, watch};
@@ -30,8 +32,12 @@ const REPORT_FLUSH_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// One group in flight to the subscriber.
 struct InFlight {
+    /// Unique within the subscription: after a handover, sequences may repeat.
+    id: u64,
     sequence: u64,
     created: Instant,
+    /// Completely written: it only waits for the peer's acknowledgement.
+    written: bool,
     /// Tells the group's task to reset its stream.
     cancel: oneshot::Sender<()>,
     task: JoinHandle<()>,
@@ -44,13 +50,39 @@ pub(super) struct Subscription {
     priority: i8,
     order: GroupOrder,
     expires: Option<Duration>,
-    max_inflight: usize,
-    /// Oldest first.
+    window: Window,
+    /// Groups started and not yet acknowledged, oldest first.
     inflight: VecDeque<InFlight>,
-    /// Tasks of groups completely written, still waiting for the peer's acknowledgement.
-    acking: Vec<JoinHandle<()>>,
-    done_tx: mpsc::UnboundedSender<(u64, Result<(), Error>)>,
-    done_rx: mpsc::UnboundedReceiver<(u64, Result<(), Error>)>,
+    /// The id of the next group to start.
+    next_id: u64,
+    /// Payload bytes of the in-flight groups written so far; each group's task adds what it
+    /// writes and takes it all back when it ends.
+    inflight_bytes: Arc<AtomicU64>,
+    done_tx: mpsc::UnboundedSender<Done>,
+    done_rx: mpsc::UnboundedReceiver<Done>,
+}
+
+/// How much of one subscription may be in flight to the subscriber, checked when a newer
+/// group starts: older groups go until the rest fit.
+#[derive(Clone, Copy, Debug)]
+pub(super) struct Window {
+    /// Groups not yet completely written to the transport (at least 1). Written groups do
+    /// not count: at a long round trip many small ones await acknowledgement at once.
+    pub(super) groups: usize,
+    /// Payload bytes of the groups not yet acknowledged (or given up on): what the
+    /// transport's send buffer holds on the subscription's behalf.
+    pub(super) bytes: u64,
+}
+
+/// What a group's task reports: its in-flight id, its sequence, and what happened.
+type Done = (u64, u64, Progress);
+
+/// How far a group's task got.
+enum Progress {
+    /// Completely written; waiting for the acknowledgement.
+    Written,
+    /// Acknowledged (or no longer waited for), or failed.
+    Done(Result<(), Error>),
 }
 
 impl Subscription {
@@ -58,7 +90,7 @@ impl Subscription {
         conn: Connection,
         subscribe: &Subscribe,
         expires: Option<Duration>,
-        max_inflight: usize,
+        window: Window,
     ) -> Self {
         // Completions are bounded by the in-flight window, so the channel needs no bound.
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -68,9 +100,13 @@ impl Subscription {
             priority: subscribe.priority,
             order: subscribe.group_order,
             expires,
-            max_inflight: max_inflight.max(1),
+            window: Window {
+                groups: window.groups.max(1),
+                bytes: window.bytes,
+            },
             inflight: VecDeque::new(),
-            acking: Vec::new(),
+            next_id: 0,
+            inflight_bytes: Arc::default(),
             done_tx,
             done_rx,
         }
@@ -135,9 +171,12 @@ impl Subscription {
                 // Spec §7.3: the track can no longer be served, so the subscription ends.
                 break Ok(());
             }
-            let next_expiry = self
-                .expires
-                .and_then(|expires| self.inflight.front().map(|g| g.created + expires));
+            // A duration the peer chose: one too large to add means never.
+            let next_expiry = self.expires.and_then(|expires| {
+                self.inflight
+                    .front()
+                    .and_then(|g| g.created.checked_add(expires))
+            });
 
             tokio::select! {
                 res = track.next_group(), if !track_done => match res {
@@ -145,8 +184,8 @@ impl Subscription {
                     Ok(None) => track_done = true,
                     Err(err) => break Err(err),
                 },
-                Some((sequence, result)) = self.done_rx.recv() => {
-                    self.group_done(sequence, result, &mut drops);
+                Some((id, sequence, progress)) = self.done_rx.recv() => {
+                    self.progress(id, sequence, progress, &mut drops);
                 },
                 res = reader.decode_maybe::<SubscribeUpdate>() => match res {
                     // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
@@ -160,25 +199,26 @@ impl Subscription {
                 },
             }
         };
-        if result.is_ok() && track_done {
-            // The FIN of the subscribe stream must not overtake the last groups.
-            let acking = futures::future::join_all(self.acking.drain(..));
-            let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, acking).await;
-        }
+        // The track is done only once every group was acknowledged (or its wait timed out), so
+        // the FIN of the subscribe stream does not overtake the last groups.
         // Whatever is still in flight is reset (by dropping `self`).
         result
     }
 
-    /// A group's task finished writing (or failed): it no longer counts as in flight.
-    fn group_done(&mut self, sequence: u64, result: Result<(), Error>, drops: &mut DropReports) {
-        let Some(pos) = self.inflight.iter().position(|g| g.sequence == sequence) else {
+    /// A group's task made progress. Groups are found by id: a sequence may be in flight
+    /// twice after a handover.
+    fn progress(&mut self, id: u64, sequence: u64, progress: Progress, drops: &mut DropReports) {
+        let Some(pos) = self.inflight.iter().position(|g| g.id == id) else {
             return;
         };
-        if let Some(group) = self.inflight.remove(pos) {
-            self.acking.push(group.task);
-        }
-        if let Err(err) = result {
-            drops.report(sequence, &err);
+        match progress {
+            Progress::Written => self.inflight[pos].written = true,
+            Progress::Done(result) => {
+                self.inflight.remove(pos);
+                if let Err(err) = result {
+                    drops.report(sequence, &err);
+                }
+            }
         }
     }
 
@@ -197,32 +237,57 @@ impl Subscription {
             drops.report(sequence, &Error::Cancel);
             return;
         }
-        // Groups that finished writing meanwhile free their slots first.
-        while let Ok((done, result)) = self.done_rx.try_recv() {
-            self.group_done(done, result, drops);
+        // Groups written or delivered meanwhile free their room first.
+        while let Ok((id, done, progress)) = self.done_rx.try_recv() {
+            self.progress(id, done, progress, drops);
         }
-        while self.inflight.len() >= self.max_inflight {
-            let Some(oldest) = self.inflight.pop_front() else {
+        loop {
+            // Past the byte window, the oldest group goes, written or not: it holds the
+            // transport's send buffer. Past the group window, the oldest still being written.
+            let writing = self.inflight.iter().filter(|g| !g.written).count();
+            let bytes = self.inflight_bytes.load(Ordering::Relaxed);
+            let victim = if bytes > self.window.bytes {
+                Some(0)
+            } else if writing >= self.window.groups {
+                self.inflight.iter().position(|g| !g.written)
+            } else {
+                None
+            };
+            let Some(oldest) = victim.and_then(|pos| self.inflight.remove(pos)) else {
                 break;
             };
             // The subscriber is behind: the oldest group goes so the newest can start.
             let dropped = oldest.sequence;
-            tracing::debug!(sequence = dropped, "subscriber behind, group dropped");
+            tracing::debug!(
+                sequence = dropped,
+                writing,
+                bytes,
+                "subscriber behind, group dropped"
+            );
             cancel(oldest).await;
             drops.report(dropped, &Error::Cancel);
             drops.flush().await;
         }
 
-        self.acking.retain(|task| !task.is_finished());
         let (cancel_tx, cancel_rx) = oneshot::channel();
         let conn = self.conn.clone();
         let priority = stream_priority(self.priority, self.order, sequence);
-        let (id, done) = (self.id, self.done_tx.clone());
+        let id = self.next_id;
+        self.next_id += 1;
+        let sender = GroupSender {
+            id,
+            subscribe: self.id,
+            priority,
+            done: self.done_tx.clone(),
+            bytes: self.inflight_bytes.clone(),
+        };
         let created = group.created();
-        let task = tokio::spawn(send_group(conn, id, priority, group, cancel_rx, done));
+        let task = tokio::spawn(sender.run(conn, group, cancel_rx));
         self.inflight.push_back(InFlight {
+            id,
             sequence,
             created,
+            written: false,
             cancel: cancel_tx,
             task,
         });
@@ -295,69 +360,76 @@ async fn sleep_until(deadline: Option<Instant>) {
     }
 }
 
-/// Sends one group on a uni stream of its own (spec §5.6) and reports the outcome on `done`
-/// as soon as it is written; then waits (bounded) for the peer to acknowledge it. A cancel,
-/// or dropping the cancel sender, resets the stream.
-async fn send_group(
-    conn: Connection,
+/// What a group's task needs besides the group: where it goes and where it reports.
+struct GroupSender {
+    /// The in-flight id.
+    id: u64,
     subscribe: u64,
     priority: i32,
-    group: GroupConsumer,
-    cancel: oneshot::Receiver<()>,
-    done: mpsc::UnboundedSender<(u64, Result<(), Error>)>,
-) {
-    let sequence = group.sequence();
-    let mut cancel = cancel;
-    let written = tokio::select! {
-        biased;
-        _ = &mut cancel => Err(Error::Cancel),
-        res = write_group(&conn, subscribe, priority, group) => res,
-    };
-    match written {
-        Ok(mut writer) => {
-            let _ = done.send((sequence, Ok(())));
-            // The whole group is written: a cancel now only stops the wait, never the data.
-            tokio::select! {
-                _ = &mut cancel => {}
-                _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, writer.stopped()) => {}
-            }
-        }
-        Err(err) => {
-            let _ = done.send((sequence, Err(err)));
-        }
-    }
+    done: mpsc::UnboundedSender<Done>,
+    /// The subscription's in-flight bytes.
+    bytes: Arc<AtomicU64>,
 }
 
-/// Writes the group header and every frame, then FIN. A writer dropped early resets the
-/// stream; on error the stream is reset with the error's code.
-async fn write_group(
-    conn: &Connection,
-    subscribe: u64,
-    priority: i32,
-    mut group: GroupConsumer,
-) -> Result<Writer, Error> {
-    let mut writer = Writer::new(conn.open_uni().await?);
-    writer.set_priority(priority);
-    let result = async {
+impl GroupSender {
+    /// Sends one group on a uni stream of its own (spec §5.6), then waits (bounded) for the
+    /// peer to acknowledge all of it, and only then reports it done: until then its bytes sit
+    /// in the transport's send buffer on our behalf. A cancel, or dropping the cancel sender,
+    /// resets the stream (freeing that buffer).
+    async fn run(self, conn: Connection, group: GroupConsumer, cancel: oneshot::Receiver<()>) {
+        let sequence = group.sequence();
+        let mut cancel = cancel;
+        let mut written = 0u64;
+        let mut writer = None;
+        let result = tokio::select! {
+            biased;
+            _ = &mut cancel => Err(Error::Cancel),
+            res = self.write_group(&conn, group, &mut writer, &mut written) => res,
+        };
+        let result = match (result, writer.as_mut()) {
+            (Ok(()), Some(writer)) => {
+                let _ = self.done.send((self.id, sequence, Progress::Written));
+                tokio::select! {
+                biased;
+                _ = &mut cancel => Err(Error::Cancel),
+                _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, writer.stopped()) => Ok(()),
+                }
+            }
+            (result, _) => result,
+        };
+        if let (Err(err), Some(writer)) = (&result, writer.as_mut()) {
+            // Also after a complete write: what the peer has not acknowledged is abandoned.
+            writer.reset(err);
+        }
+        self.bytes.fetch_sub(written, Ordering::Relaxed);
+        let _ = self.done.send((self.id, sequence, Progress::Done(result)));
+    }
+
+    /// Writes the group header and every frame, then FIN, counting the payload written in
+    /// `written` (and in the subscription's in-flight bytes).
+    async fn write_group(
+        &self,
+        conn: &Connection,
+        mut group: GroupConsumer,
+        writer: &mut Option<Writer>,
+        written: &mut u64,
+    ) -> Result<(), Error> {
+        let writer = writer.insert(Writer::new(conn.open_uni().await?));
+        writer.set_priority(self.priority);
         let header = GroupHeader {
-            subscribe,
+            subscribe: self.subscribe,
             sequence: group.sequence(),
         };
         writer.encode2(&UniStream::Group, &header).await?;
         while let Some(mut frame) = group.next_frame().await? {
             writer.encode(&FrameHeader { size: frame.size() }).await?;
             while let Some(chunk) = frame.read().await? {
+                let len = chunk.len() as u64;
+                *written += len;
+                self.bytes.fetch_add(len, Ordering::Relaxed);
                 writer.write_chunk(chunk).await?;
             }
         }
         writer.finish()
-    }
-    .await;
-    match result {
-        Ok(()) => Ok(writer),
-        Err(err) => {
-            writer.reset(&err);
-            Err(err)
-        }
     }
 }

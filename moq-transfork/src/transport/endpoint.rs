@@ -30,7 +30,21 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The keep-alive interval of spec §2.3.
 const KEEP_ALIVE: Duration = Duration::from_secs(4);
 
-/// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery.
+/// What the peer may send on one stream before we read it: 4 MiB, some 330 Mb/s of media
+/// at 100 ms RTT (quinn's default is 1.25 MB).
+const STREAM_RECEIVE_WINDOW: u32 = 4 << 20;
+
+/// What the peer may send on all streams together before we read it: 16 MiB, some 1.3 Gb/s
+/// at 100 ms RTT (quinn's default is unlimited, so 256 streams could fill 256 windows).
+const RECEIVE_WINDOW: u32 = 16 << 20;
+
+/// What we buffer for the peer unacknowledged, on all streams together: 8 MiB, some 670 Mb/s
+/// at 100 ms RTT (quinn's default is 10 MB). A peer that reads slowly holds at most this in
+/// quinn's send buffer; the in-flight window of each subscription drops what does not fit.
+const SEND_WINDOW: u64 = 8 << 20;
+
+/// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery;
+/// and flow-control windows sized for media, so a peer is held back instead of buffered.
 fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
     // Beyond the varint range (some 146 years) means no idle timeout.
@@ -43,6 +57,9 @@ fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportCon
     // tracks needs more headroom; 0.8.0 peers keep their own limit for what we open.
     config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
     config.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    config.stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW));
+    config.receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW));
+    config.send_window(SEND_WINDOW);
     config
 }
 
