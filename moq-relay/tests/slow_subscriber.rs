@@ -79,7 +79,9 @@ async fn a_stalled_subscriber_delays_nobody_and_costs_bounded_memory() {
                 let (ready, ended_tx) = (ready.clone(), ended_tx.clone());
                 groups.spawn(async move {
                     let (mut large, mut worst) = (0, Duration::ZERO);
-                    while let Some(frame) = group.read_frame().await.unwrap() {
+                    // A group the relay dropped for this reader ends with an error: a tiny
+                    // one may be (see SMALL_GROUPS); a large one shows in the frame count.
+                    while let Ok(Some(frame)) = group.read_frame().await {
                         if frame == "warm-up" {
                             ready.send(()).unwrap();
                             continue;
