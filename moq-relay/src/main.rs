@@ -20,11 +20,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
-use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
+use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming, ServerTls};
 use moq_transfork::{CacheConfig, Origins, Path, Session, SessionOptions};
 use tracing::Instrument;
 
 use args::Args;
+use sessions::Admission;
 
 /// How long shutdown waits for sessions to acknowledge the close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -77,7 +78,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, http.is_some());
 
-    let relay = Relay::new(args.linger(), args.cache());
+    let relay = Relay::new(args.linger(), args.cache(), args.limits());
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -158,7 +159,8 @@ struct Relay {
     linger: Duration,
     /// The cache of every track the relay subscribes to (one budget for all).
     cache: CacheConfig,
-    /// The live sessions, closed cleanly on shutdown.
+    /// The connections being served, counted against the limits; live sessions are closed
+    /// cleanly on shutdown.
     sessions: sessions::Sessions,
     next_session: Arc<AtomicU64>,
     /// Serves the links other relays of the cluster open to this one.
@@ -166,13 +168,13 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(linger: Duration, cache: CacheConfig) -> Self {
+    fn new(linger: Duration, cache: CacheConfig, limits: sessions::Limits) -> Self {
         Self {
             locals: Origins::new(),
             remotes: Origins::new(),
             linger,
             cache,
-            sessions: sessions::Sessions::default(),
+            sessions: sessions::Sessions::new(limits),
             next_session: Arc::default(),
             cluster: None,
         }
@@ -196,17 +198,35 @@ impl Relay {
 
     async fn accept_all(&self, endpoint: &Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
+            let remote = incoming.remote_address();
+            let validated = incoming.remote_address_validated();
+            let slot = match self.sessions.admit(remote.ip(), validated) {
+                Admission::Accept(slot) => slot,
+                Admission::Retry => {
+                    tracing::debug!(%remote, "address validation: retry sent");
+                    if let Err(incoming) = incoming.retry() {
+                        // Only an attempt that already answered a Retry cannot get another.
+                        incoming.refuse();
+                    }
+                    continue;
+                }
+                Admission::Refuse(why) => {
+                    tracing::debug!(%remote, %why, "connection refused");
+                    incoming.refuse();
+                    continue;
+                }
+            };
             let id = self.next_session.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!(
                 "session",
                 id,
-                remote = %incoming.remote_address(),
+                remote = %remote,
                 transport = tracing::field::Empty,
             );
             let relay = self.clone();
             tokio::spawn(
                 async move {
-                    if let Err(err) = relay.serve(id, incoming).await {
+                    if let Err(err) = relay.serve(id, incoming, slot).await {
                         tracing::info!(%err, code = err.code(), "session failed");
                     }
                 }
@@ -218,10 +238,37 @@ impl Relay {
     /// Serves one client: it sees every local and remote path, its subscriptions are routed
     /// to local origins first, and what it publishes becomes a local origin. Links from other
     /// relays of the cluster go to the cluster instead.
-    async fn serve(self, id: u64, incoming: Incoming) -> Result<(), moq_transfork::Error> {
+    async fn serve(
+        self,
+        id: u64,
+        incoming: Incoming,
+        mut slot: sessions::Slot,
+    ) -> Result<(), moq_transfork::Error> {
+        // Boxed: the handshake's futures are large and would otherwise stay in this task's
+        // state for the whole life of the session.
+        let session = match Box::pin(self.handshake(incoming)).await? {
+            Handshake::Session(session) => session,
+            Handshake::Cluster(cluster, kind, conn) => {
+                slot.established(id, None);
+                return cluster.serve(kind, conn).await;
+            }
+        };
+        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
+        tracing::info!("session started");
+        slot.established(id, Some(&session));
+        // Learn what the client publishes; this ends when the session does.
+        self.locals.serve(&session, Path::new()).await;
+        let reason = session.closed().await;
+        tracing::info!(%reason, "session ended");
+        Ok(())
+    }
+
+    /// The QUIC and WebTransport handshakes (bounded in time by the transport), then
+    /// SETUP, or the hand-off of a cluster link.
+    async fn handshake(&self, incoming: Incoming) -> Result<Handshake, moq_transfork::Error> {
         let conn = incoming.accept().await?;
         if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
-            return cluster.serve(kind, conn).await;
+            return Ok(Handshake::Cluster(cluster.clone(), kind, conn));
         }
         let router = {
             let (locals, remotes) = (self.locals.clone(), self.remotes.clone());
@@ -235,14 +282,14 @@ impl Relay {
             router: Some(Arc::new(router)),
             ..self.options()
         };
-        let session = Session::accept_with(conn, options).await?;
-        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
-        tracing::info!("session started");
-        let _registered = self.sessions.register(id, &session);
-        // Learn what the client publishes; this ends when the session does.
-        self.locals.serve(&session, Path::new()).await;
-        let reason = session.closed().await;
-        tracing::info!(%reason, "session ended");
-        Ok(())
+        Ok(Handshake::Session(Session::accept_with(conn, options).await?))
     }
+}
+
+/// What a finished handshake turned out to be.
+enum Handshake {
+    /// A client session past SETUP.
+    Session(Session),
+    /// A link from another relay of the cluster, served by the cluster.
+    Cluster(Cluster, LinkKind, Connection),
 }

@@ -125,6 +125,22 @@ impl Connection {
             .unwrap_or_default()
     }
 
+    /// Lets the peer open up to `count` bidirectional streams at once (QUIC MAX_STREAMS);
+    /// does nothing in memory, which has no stream limit.
+    pub fn set_max_concurrent_bi_streams(&self, count: u32) {
+        if let Some(conn) = self.quinn() {
+            conn.set_max_concurrent_bi_streams(count.into());
+        }
+    }
+
+    /// Lets the peer open up to `count` unidirectional streams at once (QUIC MAX_STREAMS);
+    /// does nothing in memory, which has no stream limit.
+    pub fn set_max_concurrent_uni_streams(&self, count: u32) {
+        if let Some(conn) = self.quinn() {
+            conn.set_max_concurrent_uni_streams(count.into());
+        }
+    }
+
     /// Opens a bidirectional stream. Waits while the peer's stream limit is reached.
     ///
     /// # Errors

@@ -20,15 +20,23 @@ pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
 /// The default port of both URL schemes (spec §1).
 const DEFAULT_PORT: u16 = 443;
 
-/// How long a peer may take from the end of the QUIC handshake to its WebTransport CONNECT.
-/// Keep-alives would otherwise let a silent peer hold an accept task forever.
-const WEBTRANSPORT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an accepted connection may take from its first packet to the end of the QUIC
+/// handshake and, on WebTransport, its CONNECT. Keep-alives (or a handshake kept busy with
+/// PINGs) would otherwise let a stalling peer hold an accept task forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The QUIC idle timeout of spec §2.3.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The keep-alive interval of spec §2.3.
 const KEEP_ALIVE: Duration = Duration::from_secs(4);
+
+/// How many streams of each direction a peer may open at once on a new connection; its
+/// session doubles this as the streams fill up.
+pub const INITIAL_CONCURRENT_STREAMS: u32 = 32;
+
+/// The most streams of each direction a peer may open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
 /// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery.
 fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportConfig {
@@ -38,11 +46,12 @@ fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportCon
     config.keep_alive_interval(Some(keep_alive));
     config.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     config.mtu_discovery_config(None);
-    // quinn's default of 100 caps each direction at ~100 subscriptions and ~100 in-flight
-    // groups, after which opens block on stream credit (spec §2.3). A relay fanning out many
-    // tracks needs more headroom; 0.8.0 peers keep their own limit for what we open.
-    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
-    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    // quinn keeps a table entry per stream the peer may open, so a connection starts with a
+    // small window and its session widens it as streams are used, up to
+    // MAX_CONCURRENT_STREAMS (quinn's default of 100 would cap each direction at ~100
+    // subscriptions and in-flight groups, spec §2.3).
+    config.max_concurrent_bidi_streams(INITIAL_CONCURRENT_STREAMS.into());
+    config.max_concurrent_uni_streams(INITIAL_CONCURRENT_STREAMS.into());
     config
 }
 
@@ -308,15 +317,47 @@ impl Incoming {
         self.incoming.remote_address()
     }
 
+    /// Whether the client has proved it receives packets at [`Incoming::remote_address`]
+    /// (it answered a Retry, or presented a token from an earlier connection).
+    pub fn remote_address_validated(&self) -> bool {
+        self.incoming.remote_address_validated()
+    }
+
+    /// Answers with a QUIC Retry, holding no state: a client that receives it at its address
+    /// tries again with a token, and that attempt is validated. Cheap protection against
+    /// handshake floods from spoofed addresses.
+    ///
+    /// # Errors
+    /// Gives the attempt back when it already answered a Retry.
+    pub fn retry(self) -> Result<(), Self> {
+        self.incoming
+            .retry()
+            .map_err(|err| Self {
+                incoming: err.into_incoming(),
+            })
+    }
+
+    /// Refuses the attempt with a QUIC CONNECTION_CLOSE carrying the transport error
+    /// CONNECTION_REFUSED (0x2), before any handshake state is created.
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+
     /// Completes the handshake and branches on the negotiated ALPN (spec §2.2a, §11):
     /// `h3` answers the WebTransport CONNECT with 200 whatever its URL; `moqf-02` is raw QUIC.
+    /// The QUIC and WebTransport handshakes together must finish within 10 s.
     ///
     /// # Errors
     /// [`Error::Transport`] when the QUIC, TLS or WebTransport handshake fails or times out, or
     /// the peer negotiated another ALPN (that connection is closed).
     pub async fn accept(self) -> Result<Connection, Error> {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         let connecting = self.incoming.accept().map_err(Error::transport)?;
-        let conn = connecting.await.map_err(Error::transport)?;
+        // Dropping an unfinished handshake closes the connection (code 0).
+        let conn = tokio::time::timeout_at(deadline, connecting)
+            .await
+            .map_err(|_| Error::Transport("quic handshake timeout".into()))?
+            .map_err(Error::transport)?;
 
         let alpn = conn
             .handshake_data()
@@ -330,7 +371,7 @@ impl Incoming {
                     let request = web_transport_quinn::Request::accept(conn.clone()).await?;
                     request.ok().await
                 };
-                match tokio::time::timeout(WEBTRANSPORT_HANDSHAKE_TIMEOUT, handshake).await {
+                match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok(session)) => Ok(Connection::webtransport(session)),
                     Ok(Err(err)) => Err(Error::transport(err)),
                     Err(_) => {

@@ -1,0 +1,115 @@
+//! How many streams the peer may open at once: a small window that doubles as it fills.
+//!
+//! QUIC lets the peer open as many concurrent streams as the receiver allows, and quinn keeps
+//! a table entry for every stream it allows, used or not: at 256 per direction that is some
+//! 34 KiB per connection before a single stream is opened. A session instead starts at
+//! [`INITIAL_CONCURRENT_STREAMS`] and doubles a direction's window, up to
+//! [`MAX_CONCURRENT_STREAMS`], whenever half of it is in use, so an idle session stays small
+//! and a busy one gets the headroom it needs within a round trip.
+
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Arc;
+
+use crate::transport::{Connection, INITIAL_CONCURRENT_STREAMS, MAX_CONCURRENT_STREAMS};
+
+/// The window of one direction of peer-opened streams.
+#[derive(Debug)]
+pub(super) struct StreamCredit {
+    limit: u32,
+    open: Arc<AtomicU32>,
+}
+
+/// One open peer stream; dropping it gives its place back.
+#[derive(Debug)]
+pub(super) struct OpenStream(Arc<AtomicU32>);
+
+impl Drop for OpenStream {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
+}
+
+impl StreamCredit {
+    pub(super) fn new() -> Self {
+        Self {
+            limit: INITIAL_CONCURRENT_STREAMS,
+            open: Arc::default(),
+        }
+    }
+
+    /// Counts a stream the peer just opened, and widens the window through `widen` when
+    /// half of it is in use.
+    pub(super) fn opened(&mut self, widen: impl FnOnce(u32)) -> OpenStream {
+        let open = self.open.fetch_add(1, Ordering::Relaxed) + 1;
+        if open.saturating_mul(2) >= self.limit && self.limit < MAX_CONCURRENT_STREAMS {
+            self.limit = self.limit.saturating_mul(2).min(MAX_CONCURRENT_STREAMS);
+            widen(self.limit);
+        }
+        OpenStream(self.open.clone())
+    }
+}
+
+/// The windows of both directions of one connection.
+#[derive(Debug)]
+pub(super) struct Credits {
+    conn: Connection,
+    bi: StreamCredit,
+    uni: StreamCredit,
+}
+
+impl Credits {
+    pub(super) fn new(conn: Connection) -> Self {
+        Self {
+            conn,
+            bi: StreamCredit::new(),
+            uni: StreamCredit::new(),
+        }
+    }
+
+    /// Counts a bidirectional stream from the peer.
+    pub(super) fn bi(&mut self) -> OpenStream {
+        let conn = &self.conn;
+        self.bi.opened(|limit| conn.set_max_concurrent_bi_streams(limit))
+    }
+
+    /// Counts a unidirectional stream from the peer.
+    pub(super) fn uni(&mut self) -> OpenStream {
+        let conn = &self.conn;
+        self.uni
+            .opened(|limit| conn.set_max_concurrent_uni_streams(limit))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn doubles_at_half_use_up_to_the_maximum() {
+        let mut credit = StreamCredit::new();
+        let mut widened = Vec::new();
+        let mut open = Vec::new();
+        for _ in 0..MAX_CONCURRENT_STREAMS {
+            open.push(credit.opened(|limit| widened.push(limit)));
+        }
+        let mut expected = Vec::new();
+        let mut limit = INITIAL_CONCURRENT_STREAMS;
+        while limit < MAX_CONCURRENT_STREAMS {
+            limit = (limit * 2).min(MAX_CONCURRENT_STREAMS);
+            expected.push(limit);
+        }
+        assert_eq!(widened, expected);
+    }
+
+    #[test]
+    fn closed_streams_give_their_place_back() {
+        let mut credit = StreamCredit::new();
+        let mut widened = 0;
+        // Opening and closing one stream at a time never widens the window.
+        for _ in 0..10 * INITIAL_CONCURRENT_STREAMS {
+            drop(credit.opened(|_| widened += 1));
+        }
+        assert_eq!(widened, 0);
+        assert_eq!(credit.open.load(Ordering::Relaxed), 0);
+    }
+}
