@@ -44,6 +44,8 @@ pub(crate) struct Churn {
     pub(crate) max_cycles: u64,
     /// No cycle starts after this.
     pub(crate) deadline: Instant,
+    /// A worker's pause between two cycles.
+    pub(crate) pause: Duration,
     pub(crate) stats: Arc<ChurnStats>,
 }
 
@@ -58,6 +60,7 @@ impl Churn {
                 Ok(Err(err)) => self.failed(&err),
                 Err(_) => self.failed(&anyhow::anyhow!("subscriber cycle timed out")),
             };
+            tokio::time::sleep(self.pause).await;
         }
     }
 
@@ -74,6 +77,7 @@ impl Churn {
                 Ok(Err(err)) => self.failed(&err),
                 Err(_) => self.failed(&anyhow::anyhow!("publisher cycle timed out")),
             };
+            tokio::time::sleep(self.pause).await;
         }
     }
 

@@ -68,6 +68,9 @@ struct Args {
     /// as many as --duration allows).
     #[arg(long)]
     churn_cycles: Option<u64>,
+    /// Milliseconds each churn worker waits between two cycles.
+    #[arg(long, default_value_t = 0)]
+    churn_pause_ms: u64,
     /// Accept any certificate (development relays).
     #[arg(long)]
     tls_disable_verify: bool,
@@ -138,6 +141,7 @@ async fn main() -> anyhow::Result<()> {
         path: path.clone(),
         max_cycles: args.churn_cycles.unwrap_or(u64::MAX).min(MAX_CHURN_CYCLES),
         deadline: publish_start + duration,
+        pause: Duration::from_millis(args.churn_pause_ms),
         stats: Arc::default(),
     };
     let mut workers = Vec::new();

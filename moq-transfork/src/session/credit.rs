@@ -52,29 +52,26 @@ impl StreamCredit {
 /// The windows of both directions of one connection.
 #[derive(Debug)]
 pub(super) struct Credits {
-    conn: Connection,
     bi: StreamCredit,
     uni: StreamCredit,
 }
 
 impl Credits {
-    pub(super) fn new(conn: Connection) -> Self {
+    pub(super) fn new() -> Self {
         Self {
-            conn,
             bi: StreamCredit::new(),
             uni: StreamCredit::new(),
         }
     }
 
-    /// Counts a bidirectional stream from the peer.
-    pub(super) fn bi(&mut self) -> OpenStream {
-        let conn = &self.conn;
-        self.bi.opened(|limit| conn.set_max_concurrent_bi_streams(limit))
+    /// Counts a bidirectional stream the peer opened on `conn`.
+    pub(super) fn bi(&mut self, conn: &Connection) -> OpenStream {
+        self.bi
+            .opened(|limit| conn.set_max_concurrent_bi_streams(limit))
     }
 
-    /// Counts a unidirectional stream from the peer.
-    pub(super) fn uni(&mut self) -> OpenStream {
-        let conn = &self.conn;
+    /// Counts a unidirectional stream the peer opened on `conn`.
+    pub(super) fn uni(&mut self, conn: &Connection) -> OpenStream {
         self.uni
             .opened(|limit| conn.set_max_concurrent_uni_streams(limit))
     }

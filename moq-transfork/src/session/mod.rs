@@ -325,7 +325,7 @@ async fn run(
     publisher: Publisher,
     subscriber: Subscriber,
 ) {
-    let mut credits = credit::Credits::new(conn.clone());
+    let mut credits = credit::Credits::new();
     let err = loop {
         tokio::select! {
             // Spec §4.4: nothing more is sent on the session stream; FIN ends the session.
@@ -338,7 +338,7 @@ async fn run(
             res = conn.accept_bi() => match res {
                 Ok((send, recv)) => {
                     let publisher = publisher.clone();
-                    let open = credits.bi();
+                    let open = credits.bi(&conn);
                     tokio::spawn(
                         async move {
                             publisher.serve(Writer::control(send), Reader::new(recv)).await;
@@ -352,7 +352,7 @@ async fn run(
             res = conn.accept_uni() => match res {
                 Ok(recv) => {
                     let subscriber = subscriber.clone();
-                    let open = credits.uni();
+                    let open = credits.uni(&conn);
                     tokio::spawn(
                         async move {
                             subscriber.recv_stream(Reader::new(recv)).await;

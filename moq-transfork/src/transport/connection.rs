@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::MemoryConnection;
@@ -43,8 +44,9 @@ pub struct Connection {
 #[derive(Clone, Debug)]
 enum Inner {
     Quic(quinn::Connection),
-    // Boxed: a session is some 800 bytes of per-clone state, a raw connection one pointer.
-    WebTransport(Box<web_transport_quinn::Session>),
+    // Shared: a session is some 800 bytes of per-clone state, and a session's halves and
+    // tasks each hold a clone of its connection.
+    WebTransport(Arc<web_transport_quinn::Session>),
     Memory(MemoryConnection),
 }
 
@@ -59,7 +61,7 @@ impl Connection {
     /// Wraps an established WebTransport session.
     pub(crate) fn webtransport(session: web_transport_quinn::Session) -> Self {
         Self {
-            inner: Inner::WebTransport(Box::new(session)),
+            inner: Inner::WebTransport(Arc::new(session)),
         }
     }
 

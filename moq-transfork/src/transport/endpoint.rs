@@ -55,6 +55,22 @@ fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportCon
     config
 }
 
+/// The most memory the log of used address-validation tokens may take (quinn's default is
+/// 10 MiB, reached after about a million reconnections).
+const TOKEN_LOG_BYTES: usize = 256 << 10;
+
+/// Address-validation tokens (NEW_TOKEN) let a returning client skip the Retry round trip;
+/// the server logs each used token to refuse its reuse. The log is bounded here: once full
+/// it turns into a Bloom filter, whose rare false positives only cost that client a Retry.
+fn validation_tokens() -> quinn::ValidationTokenConfig {
+    let mut config = quinn::ValidationTokenConfig::default();
+    config.log(Arc::new(quinn::BloomTokenLog::new_expected_items(
+        TOKEN_LOG_BYTES,
+        100_000,
+    )));
+    config
+}
+
 /// What an [`Endpoint`] binds to and which certificates it shows and trusts.
 #[derive(Debug, Clone)]
 pub struct EndpointConfig {
@@ -173,6 +189,7 @@ impl Endpoint {
                 let quic = QuicServerConfig::try_from(tls).map_err(tls_unusable)?;
                 let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
                 server.transport_config(transport.clone());
+                server.validation_token_config(validation_tokens());
                 Some(server)
             }
             None => None,
