@@ -33,7 +33,7 @@ const KEEP_ALIVE: Duration = Duration::from_secs(4);
 
 /// How many streams of each direction a peer may open at once on a new connection; its
 /// session doubles this as the streams fill up.
-pub const INITIAL_CONCURRENT_STREAMS: u32 = 32;
+pub const INITIAL_CONCURRENT_STREAMS: u32 = 16;
 
 /// The most streams of each direction a peer may open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
