@@ -204,10 +204,7 @@ impl Relay {
                 Admission::Accept(slot) => slot,
                 Admission::Retry => {
                     tracing::debug!(%remote, "address validation: retry sent");
-                    if let Err(incoming) = incoming.retry() {
-                        // Only an attempt that already answered a Retry cannot get another.
-                        incoming.refuse();
-                    }
+                    incoming.retry();
                     continue;
                 }
                 Admission::Refuse(why) => {
@@ -282,7 +279,9 @@ impl Relay {
             router: Some(Arc::new(router)),
             ..self.options()
         };
-        Ok(Handshake::Session(Session::accept_with(conn, options).await?))
+        Ok(Handshake::Session(
+            Session::accept_with(conn, options).await?,
+        ))
     }
 }
 

@@ -42,12 +42,16 @@ async fn try_session(endpoint: &Endpoint, url: &url::Url) -> Result<Session, Str
 async fn assert_refused(endpoint: &Endpoint, url: &url::Url) {
     let started = Instant::now();
     let result = timeout("a refusal", try_session(endpoint, url)).await;
-    let err = result.err().expect("the attempt over the limit was accepted");
+    let err = result.expect_err("the attempt over the limit was accepted");
     assert!(
         err.contains("refused to accept a new connection"),
         "not a CONNECTION_REFUSED: {err}"
     );
-    assert!(started.elapsed() < PROMPT, "refused after {:?}", started.elapsed());
+    assert!(
+        started.elapsed() < PROMPT,
+        "refused after {:?}",
+        started.elapsed()
+    );
 }
 
 /// Retries a session attempt until the relay has given the place back.
@@ -157,7 +161,10 @@ async fn total_limit_refuses_floods_at_no_cost() {
     }
     healthy.delivers().await;
     let growth = relay.rss_kib().unwrap().saturating_sub(before);
-    assert!(growth < 1024, "200 refused attempts grew the relay by {growth} KiB");
+    assert!(
+        growth < 1024,
+        "200 refused attempts grew the relay by {growth} KiB"
+    );
 }
 
 /// A relay started with `args` whose log (at debug for the relay) goes to a file.
@@ -259,7 +266,11 @@ async fn idle_cost_kib(relay: &Relay, scheme: &str, count: usize) -> f64 {
 async fn open_sessions(client: &Endpoint, url: &url::Url, count: usize) -> Vec<Session> {
     let mut sessions = Vec::with_capacity(count);
     for _ in 0..count {
-        sessions.push(timeout("an idle session", try_session(client, url)).await.unwrap());
+        sessions.push(
+            timeout("an idle session", try_session(client, url))
+                .await
+                .unwrap(),
+        );
     }
     sessions
 }

@@ -342,16 +342,13 @@ impl Incoming {
 
     /// Answers with a QUIC Retry, holding no state: a client that receives it at its address
     /// tries again with a token, and that attempt is validated. Cheap protection against
-    /// handshake floods from spoofed addresses.
-    ///
-    /// # Errors
-    /// Gives the attempt back when it already answered a Retry.
-    pub fn retry(self) -> Result<(), Self> {
-        self.incoming
-            .retry()
-            .map_err(|err| Self {
-                incoming: err.into_incoming(),
-            })
+    /// handshake floods from spoofed addresses. An attempt that already answered a Retry
+    /// cannot get another (never the case while [`Incoming::remote_address_validated`] is
+    /// false) and is refused instead.
+    pub fn retry(self) {
+        if let Err(err) = self.incoming.retry() {
+            err.into_incoming().refuse();
+        }
     }
 
     /// Refuses the attempt with a QUIC CONNECTION_CLOSE carrying the transport error
