@@ -353,9 +353,12 @@ async fn run(
                 Ok(recv) => {
                     let subscriber = subscriber.clone();
                     let open = credits.uni(&conn);
+                    let rtt = conn.rtt();
                     tokio::spawn(
                         async move {
                             subscriber.recv_stream(Reader::new(recv)).await;
+                            // The sender has this stream's place back a round trip later.
+                            tokio::time::sleep(rtt).await;
                             drop(open);
                         }
                         .in_current_span(),

@@ -31,9 +31,15 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
 /// The keep-alive interval of spec §2.3.
 const KEEP_ALIVE: Duration = Duration::from_secs(4);
 
-/// How many streams of each direction a peer may open at once on a new connection; its
-/// session doubles this as the streams fill up.
-pub const INITIAL_CONCURRENT_STREAMS: u32 = 16;
+/// How many bidirectional streams (requests) a peer may open at once on a new connection;
+/// its session doubles this as they fill up.
+pub const INITIAL_BI_STREAMS: u32 = 16;
+
+/// How many unidirectional streams (groups) a peer may open at once on a new connection; its
+/// session doubles this as they fill up. A group's place reaches the sender again a round
+/// trip after the group ends, so this also caps groups per round trip until it grows: 64
+/// carries a group every 2 ms over a 60 ms path.
+pub const INITIAL_UNI_STREAMS: u32 = 64;
 
 /// The most streams of each direction a peer may open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
@@ -50,8 +56,8 @@ fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportCon
     // small window and its session widens it as streams are used, up to
     // MAX_CONCURRENT_STREAMS (quinn's default of 100 would cap each direction at ~100
     // subscriptions and in-flight groups, spec §2.3).
-    config.max_concurrent_bidi_streams(INITIAL_CONCURRENT_STREAMS.into());
-    config.max_concurrent_uni_streams(INITIAL_CONCURRENT_STREAMS.into());
+    config.max_concurrent_bidi_streams(INITIAL_BI_STREAMS.into());
+    config.max_concurrent_uni_streams(INITIAL_UNI_STREAMS.into());
     config
 }
 
