@@ -33,13 +33,15 @@ const KEEP_ALIVE: Duration = Duration::from_secs(4);
 
 /// How many bidirectional streams (requests) a peer may open at once on a new connection;
 /// its session doubles this as they fill up.
-pub const INITIAL_BI_STREAMS: u32 = 16;
+pub const INITIAL_BI_STREAMS: u32 = 8;
 
 /// How many unidirectional streams (groups) a peer may open at once on a new connection; its
 /// session doubles this as they fill up. A group's place reaches the sender again a round
-/// trip after the group ends, so this also caps groups per round trip until it grows: 64
-/// carries a group every 2 ms over a 60 ms path.
-pub const INITIAL_UNI_STREAMS: u32 = 64;
+/// trip after the group ends, so this also caps groups per round trip until it grows: 40
+/// carries a group every 2 ms over a 60 ms path. With [`INITIAL_BI_STREAMS`] and the few
+/// streams a session opens itself, quinn's stream table stays in its smallest size (64
+/// slots) until the session grows the window.
+pub const INITIAL_UNI_STREAMS: u32 = 40;
 
 /// The most streams of each direction a peer may open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
