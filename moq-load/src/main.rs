@@ -152,16 +152,19 @@ async fn main() -> anyhow::Result<()> {
         workers.push(tokio::spawn(churn.clone().publisher_worker(0)));
     }
     let churned = futures::future::join_all(workers);
-    let sent = if args.churn_cycles.is_some() {
+    let sent = AtomicU64::new(0);
+    let publishing = publish(&producer, &args, start, duration, &sent);
+    if args.churn_cycles.is_some() {
         // Publish until the cycles are done (or the time is up).
         tokio::select! {
-            sent = publish(&producer, &args, start, duration) => sent?,
-            _ = churned => 0,
+            published = publishing => published?,
+            _ = churned => {}
         }
     } else {
-        let (sent, _) = tokio::join!(publish(&producer, &args, start, duration), churned);
-        sent?
-    };
+        let (published, _) = tokio::join!(publishing, churned);
+        published?;
+    }
+    let sent = sent.load(Ordering::Relaxed);
     let elapsed = publish_start.elapsed();
     // Let the last frames arrive, then end the track so every subscriber finishes.
     drop(producer);
@@ -243,31 +246,33 @@ async fn wait_announced(session: &Session, path: &Path) -> anyhow::Result<()> {
     .context("publisher never announced")?
 }
 
-/// Writes `rate` frames a second for `duration`; returns how many frames were written.
+/// Writes `rate` frames a second for `duration`, counting them in `sent`.
 async fn publish(
     producer: &moq_transfork::model::TrackProducer,
     args: &Args,
     start: Instant,
     duration: Duration,
-) -> anyhow::Result<u64> {
+    sent: &AtomicU64,
+) -> anyhow::Result<()> {
     let mut interval = tokio::time::interval(Duration::from_secs(1) / args.rate);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let filler = vec![0u8; args.frame_size - 8];
     let deadline = Instant::now() + duration;
-    let mut sent = 0u64;
+    let mut written = 0u64;
     let mut group = producer.append_group()?;
     while Instant::now() < deadline {
         interval.tick().await;
-        if sent > 0 && sent % u64::from(args.group_frames) == 0 {
+        if written > 0 && written % u64::from(args.group_frames) == 0 {
             group = producer.append_group()?;
         }
         let mut frame = BytesMut::with_capacity(args.frame_size);
         frame.put_u64(start.elapsed().as_micros() as u64);
         frame.put_slice(&filler);
         group.write_frame(frame.freeze());
-        sent += 1;
+        written += 1;
+        sent.store(written, Ordering::Relaxed);
     }
-    Ok(sent)
+    Ok(())
 }
 
 #[derive(Default)]
