@@ -2,6 +2,10 @@
 //! bounded time, then reports delivery, loss and end-to-end latency (and the relay's CPU and
 //! memory when given its pid).
 //!
+//! It can also hold idle sessions (to measure what one costs the relay) and churn: workers
+//! that connect, subscribe, take one frame and leave, and a worker that publishes a fresh
+//! track, has it received through the relay, and leaves (scripts/soak.sh).
+//!
 //! Every frame carries the microsecond it was written at (the publisher and the subscribers run
 //! in this one process, so they share a clock); a subscriber's latency is the time from the
 //! publisher's write to the subscriber holding the whole frame.
@@ -17,9 +21,14 @@ use moq_transfork::model::{Announced, GroupConsumer};
 use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig};
 use moq_transfork::{Path, Session, Track};
 
+mod churn;
+
 /// Caps that keep every run bounded, whatever the flags say.
 const MAX_SUBSCRIBERS: usize = 2000;
-const MAX_DURATION: Duration = Duration::from_secs(300);
+const MAX_IDLE: usize = 5000;
+const MAX_CHURN_WORKERS: usize = 64;
+const MAX_CHURN_CYCLES: u64 = 10_000_000;
+const MAX_DURATION: Duration = Duration::from_secs(3600);
 const MAX_SAMPLES: usize = 2_000_000;
 
 /// Load a MoqTransfork relay: one publisher, N subscribers, for a bounded time.
@@ -40,9 +49,28 @@ struct Args {
     /// Frames per group (a group is a "GOP": new subscribers start at its frame 0).
     #[arg(long, default_value_t = 30)]
     group_frames: u32,
-    /// Seconds of publishing (at most 300).
+    /// Seconds of publishing (at most 3600).
     #[arg(long, default_value_t = 10)]
     duration: u64,
+    /// Idle sessions (SETUP done, nothing else) to open before publishing and hold until the
+    /// end (at most 5000); with --relay-pid, reports the relay's memory per idle session.
+    #[arg(long, default_value_t = 0)]
+    idle: usize,
+    /// Churn workers (at most 64), each repeating: connect, wait for the track's
+    /// announcement, subscribe, take one frame, close.
+    #[arg(long, default_value_t = 0)]
+    churn_workers: usize,
+    /// Also run one worker that repeats: connect, publish a fresh track, have it received
+    /// through the relay by a second session, close both.
+    #[arg(long)]
+    publisher_churn: bool,
+    /// Churn cycles in all, across workers; publishing stops once they are done (default:
+    /// as many as --duration allows).
+    #[arg(long)]
+    churn_cycles: Option<u64>,
+    /// Milliseconds each churn worker waits between two cycles.
+    #[arg(long, default_value_t = 0)]
+    churn_pause_ms: u64,
     /// Accept any certificate (development relays).
     #[arg(long)]
     tls_disable_verify: bool,
@@ -103,10 +131,40 @@ async fn main() -> anyhow::Result<()> {
         "{subscribers} subscribers ready after {:?}",
         start.elapsed()
     );
+    let idle = hold_idle(&endpoint, &args).await?;
 
     let relay_before = args.relay_pid.and_then(ProcessSample::read);
     let publish_start = Instant::now();
-    let sent = publish(&producer, &args, start, duration).await?;
+    let churn = churn::Churn {
+        endpoint: endpoint.clone(),
+        url: args.url.clone(),
+        path: path.clone(),
+        max_cycles: args.churn_cycles.unwrap_or(u64::MAX).min(MAX_CHURN_CYCLES),
+        deadline: publish_start + duration,
+        pause: Duration::from_millis(args.churn_pause_ms),
+        stats: Arc::default(),
+    };
+    let mut workers = Vec::new();
+    for _ in 0..args.churn_workers.min(MAX_CHURN_WORKERS) {
+        workers.push(tokio::spawn(churn.clone().subscriber_worker()));
+    }
+    if args.publisher_churn {
+        workers.push(tokio::spawn(churn.clone().publisher_worker(0)));
+    }
+    let churned = futures::future::join_all(workers);
+    let sent = AtomicU64::new(0);
+    let publishing = publish(&producer, &args, start, duration, &sent);
+    if args.churn_cycles.is_some() {
+        // Publish until the cycles are done (or the time is up).
+        tokio::select! {
+            published = publishing => published?,
+            _ = churned => {}
+        }
+    } else {
+        let (published, _) = tokio::join!(publishing, churned);
+        published?;
+    }
+    let sent = sent.load(Ordering::Relaxed);
     let elapsed = publish_start.elapsed();
     // Let the last frames arrive, then end the track so every subscriber finishes.
     drop(producer);
@@ -123,8 +181,47 @@ async fn main() -> anyhow::Result<()> {
         relay_before,
         relay_after,
     );
-    drop(sessions);
+    let churn = &churn.stats;
+    if args.churn_workers > 0 || args.publisher_churn {
+        println!(
+            "churn: {} subscriber cycles, {} publisher cycles, {} failed",
+            churn.subscribed.load(Ordering::Relaxed),
+            churn.published.load(Ordering::Relaxed),
+            churn.failed.load(Ordering::Relaxed)
+        );
+    }
+    drop((sessions, idle));
     Ok(())
+}
+
+/// Opens `--idle` sessions that do nothing after SETUP and reports, given the relay's pid,
+/// what each one costs it.
+async fn hold_idle(endpoint: &Endpoint, args: &Args) -> anyhow::Result<Vec<Session>> {
+    let count = args.idle.min(MAX_IDLE);
+    if count == 0 {
+        return Ok(Vec::new());
+    }
+    let before = args.relay_pid.and_then(ProcessSample::read);
+    let mut idle = Vec::with_capacity(count);
+    for _ in 0..count {
+        idle.push(connect(endpoint, &args.url).await.context("idle session")?);
+    }
+    // An INFO round trip on each shows the relay has finished setting each session up.
+    for session in &idle {
+        let path = Path::from_iter(["moq-load", "no-such-track"]);
+        let _ = tokio::time::timeout(Duration::from_secs(10), session.info(path)).await;
+    }
+    let after = args.relay_pid.and_then(ProcessSample::read);
+    if let (Some(before), Some(after)) = (before, after) {
+        let delta = after.rss_kib.saturating_sub(before.rss_kib);
+        println!(
+            "{count} idle sessions: relay RSS {} KiB -> {} KiB, {:.1} KiB each",
+            before.rss_kib,
+            after.rss_kib,
+            delta as f64 / count as f64
+        );
+    }
+    Ok(idle)
 }
 
 async fn connect(endpoint: &Endpoint, url: &url::Url) -> anyhow::Result<Session> {
@@ -149,31 +246,33 @@ async fn wait_announced(session: &Session, path: &Path) -> anyhow::Result<()> {
     .context("publisher never announced")?
 }
 
-/// Writes `rate` frames a second for `duration`; returns how many frames were written.
+/// Writes `rate` frames a second for `duration`, counting them in `sent`.
 async fn publish(
     producer: &moq_transfork::model::TrackProducer,
     args: &Args,
     start: Instant,
     duration: Duration,
-) -> anyhow::Result<u64> {
+    sent: &AtomicU64,
+) -> anyhow::Result<()> {
     let mut interval = tokio::time::interval(Duration::from_secs(1) / args.rate);
     interval.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Burst);
     let filler = vec![0u8; args.frame_size - 8];
     let deadline = Instant::now() + duration;
-    let mut sent = 0u64;
+    let mut written = 0u64;
     let mut group = producer.append_group()?;
     while Instant::now() < deadline {
         interval.tick().await;
-        if sent > 0 && sent % u64::from(args.group_frames) == 0 {
+        if written > 0 && written % u64::from(args.group_frames) == 0 {
             group = producer.append_group()?;
         }
         let mut frame = BytesMut::with_capacity(args.frame_size);
         frame.put_u64(start.elapsed().as_micros() as u64);
         frame.put_slice(&filler);
         group.write_frame(frame.freeze());
-        sent += 1;
+        written += 1;
+        sent.store(written, Ordering::Relaxed);
     }
-    Ok(sent)
+    Ok(())
 }
 
 #[derive(Default)]

@@ -9,6 +9,8 @@ use clap::Parser;
 use moq_transfork::transport::ClientTls;
 use moq_transfork::{CacheBudget, CacheConfig, SessionOptions};
 
+use crate::sessions::Limits;
+
 /// A caching, deduplicating MoqTransfork relay over WebTransport and raw QUIC on one UDP port.
 #[derive(Parser, Debug)]
 #[command(version)]
@@ -102,6 +104,21 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = moq_transfork::DEFAULT_MAX_INFLIGHT_BYTES, value_name = "BYTES")]
     pub(crate) max_inflight_bytes: u64,
 
+    /// The most connections served at once (handshaking or live); more are refused with QUIC
+    /// CONNECTION_REFUSED. An idle session costs under 48 KiB.
+    #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_sessions: u64,
+
+    /// The most connections from one client address (an IPv4 address, or an IPv6 /64); more
+    /// are refused with QUIC CONNECTION_REFUSED.
+    #[arg(long, default_value_t = 64, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub(crate) max_sessions_per_ip: u64,
+
+    /// With this many handshakes in progress, connection attempts from addresses not yet
+    /// validated get a QUIC Retry (address validation) first; 0 always asks.
+    #[arg(long, default_value_t = 64, value_name = "N")]
+    pub(crate) retry_handshakes: u64,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -153,6 +170,16 @@ impl Args {
         } else {
             ClientTls::system_roots().context("loading the system's roots")?
         })
+    }
+
+    /// The connection limits.
+    pub(crate) fn limits(&self) -> Limits {
+        let size = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        Limits {
+            max_sessions: size(self.max_sessions),
+            max_per_address: size(self.max_sessions_per_ip),
+            retry_handshakes: size(self.retry_handshakes),
+        }
     }
 
     /// The options of every session (client sessions and cluster links): linger, cache and

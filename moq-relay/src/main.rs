@@ -20,11 +20,12 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
-use moq_transfork::transport::{Endpoint, EndpointConfig, Incoming, ServerTls};
+use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming, ServerTls};
 use moq_transfork::{Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer};
 use tracing::Instrument;
 
 use args::Args;
+use sessions::Admission;
 
 /// How long shutdown waits for sessions to acknowledge the close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
@@ -82,7 +83,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, dev, page);
 
-    let relay = Relay::new(args.session())
+    let relay = Relay::new(args.session(), args.limits())
         .with_announce_limits(args.announce_max_per_session, args.announce_max_total);
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
@@ -172,7 +173,8 @@ struct Relay {
     remotes: Origins,
     /// Linger, cache (one budget for all tracks) and limits of every session.
     options: SessionOptions,
-    /// The live sessions, closed cleanly on shutdown.
+    /// The connections being served, counted against the limits; live sessions are closed
+    /// cleanly on shutdown.
     sessions: sessions::Sessions,
     next_session: Arc<AtomicU64>,
     /// Serves the links other relays of the cluster open to this one.
@@ -182,12 +184,12 @@ struct Relay {
 }
 
 impl Relay {
-    fn new(options: SessionOptions) -> Self {
+    fn new(options: SessionOptions, limits: sessions::Limits) -> Self {
         Self {
             locals: Origins::new(),
             remotes: Origins::new(),
             options,
-            sessions: sessions::Sessions::default(),
+            sessions: sessions::Sessions::new(limits),
             next_session: Arc::default(),
             cluster: None,
             announce_per_session: SessionOptions::default().max_announced_paths,
@@ -222,17 +224,32 @@ impl Relay {
 
     async fn accept_all(&self, endpoint: &Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
+            let remote = incoming.remote_address();
+            let validated = incoming.remote_address_validated();
+            let slot = match self.sessions.admit(remote.ip(), validated) {
+                Admission::Accept(slot) => slot,
+                Admission::Retry => {
+                    tracing::debug!(%remote, "address validation: retry sent");
+                    incoming.retry();
+                    continue;
+                }
+                Admission::Refuse(why) => {
+                    tracing::debug!(%remote, %why, "connection refused");
+                    incoming.refuse();
+                    continue;
+                }
+            };
             let id = self.next_session.fetch_add(1, Ordering::Relaxed);
             let span = tracing::info_span!(
                 "session",
                 id,
-                remote = %incoming.remote_address(),
+                remote = %remote,
                 transport = tracing::field::Empty,
             );
             let relay = self.clone();
             tokio::spawn(
                 async move {
-                    if let Err(err) = relay.serve(id, incoming).await {
+                    if let Err(err) = relay.serve(id, incoming, slot).await {
                         tracing::info!(%err, code = err.code(), "session failed");
                     }
                 }
@@ -244,10 +261,37 @@ impl Relay {
     /// Serves one client: it sees every local and remote path, its subscriptions are routed
     /// to local origins first, and what it publishes becomes a local origin. Links from other
     /// relays of the cluster go to the cluster instead.
-    async fn serve(self, id: u64, incoming: Incoming) -> Result<(), moq_transfork::Error> {
+    async fn serve(
+        self,
+        id: u64,
+        incoming: Incoming,
+        mut slot: sessions::Slot,
+    ) -> Result<(), moq_transfork::Error> {
+        // Boxed: the handshake's futures are large and would otherwise stay in this task's
+        // state for the whole life of the session.
+        let session = match Box::pin(self.handshake(incoming)).await? {
+            Handshake::Session(session) => session,
+            Handshake::Cluster(cluster, kind, conn) => {
+                slot.established(id, None);
+                return cluster.serve(kind, conn).await;
+            }
+        };
+        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
+        tracing::info!("session started");
+        slot.established(id, Some(&session));
+        // Learn what the client publishes; this ends when the session does.
+        self.locals.serve(&session, Path::new()).await;
+        let reason = session.closed().await;
+        tracing::info!(%reason, "session ended");
+        Ok(())
+    }
+
+    /// The QUIC and WebTransport handshakes (bounded in time by the transport), then
+    /// SETUP, or the hand-off of a cluster link.
+    async fn handshake(&self, incoming: Incoming) -> Result<Handshake, moq_transfork::Error> {
         let conn = incoming.accept().await?;
         if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
-            return cluster.serve(kind, conn).await;
+            return Ok(Handshake::Cluster(cluster.clone(), kind, conn));
         }
         let router = ClientRouter {
             locals: self.locals.clone(),
@@ -259,15 +303,9 @@ impl Relay {
             max_announced_paths: self.announce_per_session,
             ..self.options()
         };
-        let session = Session::accept_with(conn, options).await?;
-        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
-        tracing::info!("session started");
-        let _registered = self.sessions.register(id, &session);
-        // Learn what the client publishes; this ends when the session does.
-        self.locals.serve(&session, Path::new()).await;
-        let reason = session.closed().await;
-        tracing::info!(%reason, "session ended");
-        Ok(())
+        Ok(Handshake::Session(
+            Session::accept_with(conn, options).await?,
+        ))
     }
 }
 
@@ -291,4 +329,12 @@ impl Router for ClientRouter {
             cached => cached,
         }
     }
+}
+
+/// What a finished handshake turned out to be.
+enum Handshake {
+    /// A client session past SETUP.
+    Session(Session),
+    /// A link from another relay of the cluster, served by the cluster.
+    Cluster(Cluster, LinkKind, Connection),
 }

@@ -4,6 +4,7 @@
 //! A [`Session`] is symmetric after the handshake: either side may publish tracks, answer
 //! announce and subscribe requests, and subscribe to the peer's tracks.
 
+mod credit;
 mod fetched;
 mod options;
 mod priority;
@@ -334,6 +335,7 @@ async fn run(
     publisher: Publisher,
     subscriber: Subscriber,
 ) {
+    let mut credits = credit::Credits::new();
     let err = loop {
         tokio::select! {
             // Spec §4.4: nothing more is sent on the session stream; FIN ends the session.
@@ -346,9 +348,13 @@ async fn run(
             res = conn.accept_bi() => match res {
                 Ok((send, recv)) => {
                     let publisher = publisher.clone();
+                    let open = credits.bi(&conn);
                     tokio::spawn(
-                        async move { publisher.serve(Writer::control(send), Reader::new(recv)).await }
-                            .in_current_span(),
+                        async move {
+                            publisher.serve(Writer::control(send), Reader::new(recv)).await;
+                            drop(open);
+                        }
+                        .in_current_span(),
                     );
                 }
                 Err(err) => break err,
@@ -356,7 +362,17 @@ async fn run(
             res = conn.accept_uni() => match res {
                 Ok(recv) => {
                     let subscriber = subscriber.clone();
-                    tokio::spawn(async move { subscriber.recv_stream(Reader::new(recv)).await }.in_current_span());
+                    let open = credits.uni(&conn);
+                    let rtt = conn.rtt();
+                    tokio::spawn(
+                        async move {
+                            subscriber.recv_stream(Reader::new(recv)).await;
+                            // The sender has this stream's place back a round trip later.
+                            tokio::time::sleep(rtt).await;
+                            drop(open);
+                        }
+                        .in_current_span(),
+                    );
                 }
                 Err(err) => break err,
             },

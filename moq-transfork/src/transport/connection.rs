@@ -2,6 +2,7 @@
 
 use std::fmt;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::memory::MemoryConnection;
@@ -43,8 +44,9 @@ pub struct Connection {
 #[derive(Clone, Debug)]
 enum Inner {
     Quic(quinn::Connection),
-    // Boxed: a session is some 800 bytes of per-clone state, a raw connection one pointer.
-    WebTransport(Box<web_transport_quinn::Session>),
+    // Shared: a session is some 800 bytes of per-clone state, and a session's halves and
+    // tasks each hold a clone of its connection.
+    WebTransport(Arc<web_transport_quinn::Session>),
     Memory(MemoryConnection),
 }
 
@@ -59,7 +61,7 @@ impl Connection {
     /// Wraps an established WebTransport session.
     pub(crate) fn webtransport(session: web_transport_quinn::Session) -> Self {
         Self {
-            inner: Inner::WebTransport(Box::new(session)),
+            inner: Inner::WebTransport(Arc::new(session)),
         }
     }
 
@@ -123,6 +125,22 @@ impl Connection {
         self.quinn()
             .map(quinn::Connection::stats)
             .unwrap_or_default()
+    }
+
+    /// Lets the peer open up to `count` bidirectional streams at once (QUIC MAX_STREAMS);
+    /// does nothing in memory, which has no stream limit.
+    pub fn set_max_concurrent_bi_streams(&self, count: u32) {
+        if let Some(conn) = self.quinn() {
+            conn.set_max_concurrent_bi_streams(count.into());
+        }
+    }
+
+    /// Lets the peer open up to `count` unidirectional streams at once (QUIC MAX_STREAMS);
+    /// does nothing in memory, which has no stream limit.
+    pub fn set_max_concurrent_uni_streams(&self, count: u32) {
+        if let Some(conn) = self.quinn() {
+            conn.set_max_concurrent_uni_streams(count.into());
+        }
     }
 
     /// Opens a bidirectional stream. Waits while the peer's stream limit is reached.

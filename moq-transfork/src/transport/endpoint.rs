@@ -20,9 +20,10 @@ pub const ALPN_WEBTRANSPORT: &[u8] = b"h3";
 /// The default port of both URL schemes (spec §1).
 const DEFAULT_PORT: u16 = 443;
 
-/// How long a peer may take from the end of the QUIC handshake to its WebTransport CONNECT.
-/// Keep-alives would otherwise let a silent peer hold an accept task forever.
-const WEBTRANSPORT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// How long an accepted connection may take from its first packet to the end of the QUIC
+/// handshake and, on WebTransport, its CONNECT. Keep-alives (or a handshake kept busy with
+/// PINGs) would otherwise let a stalling peer hold an accept task forever.
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The QUIC idle timeout of spec §2.3.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -43,6 +44,21 @@ const RECEIVE_WINDOW: u32 = 16 << 20;
 /// quinn's send buffer; the in-flight window of each subscription drops what does not fit.
 const SEND_WINDOW: u64 = 8 << 20;
 
+/// How many bidirectional streams (requests) a peer may open at once on a new connection;
+/// its session doubles this as they fill up.
+pub const INITIAL_BI_STREAMS: u32 = 8;
+
+/// How many unidirectional streams (groups) a peer may open at once on a new connection; its
+/// session doubles this as they fill up. A group's place reaches the sender again a round
+/// trip after the group ends, so this also caps groups per round trip until it grows: 40
+/// carries a group every 2 ms over a 60 ms path. With [`INITIAL_BI_STREAMS`] and the few
+/// streams a session opens itself, quinn's stream table stays in its smallest size (64
+/// slots) until the session grows the window.
+pub const INITIAL_UNI_STREAMS: u32 = 40;
+
+/// The most streams of each direction a peer may open at once.
+pub const MAX_CONCURRENT_STREAMS: u32 = 256;
+
 /// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery;
 /// and flow-control windows sized for media, so a peer is held back instead of buffered.
 fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportConfig {
@@ -52,14 +68,31 @@ fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportCon
     config.keep_alive_interval(Some(keep_alive));
     config.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
     config.mtu_discovery_config(None);
-    // quinn's default of 100 caps each direction at ~100 subscriptions and ~100 in-flight
-    // groups, after which opens block on stream credit (spec §2.3). A relay fanning out many
-    // tracks needs more headroom; 0.8.0 peers keep their own limit for what we open.
-    config.max_concurrent_bidi_streams(quinn::VarInt::from_u32(256));
-    config.max_concurrent_uni_streams(quinn::VarInt::from_u32(256));
+    // quinn keeps a table entry per stream the peer may open, so a connection starts with a
+    // small window and its session widens it as streams are used, up to
+    // MAX_CONCURRENT_STREAMS (quinn's default of 100 would cap each direction at ~100
+    // subscriptions and in-flight groups, spec §2.3).
+    config.max_concurrent_bidi_streams(INITIAL_BI_STREAMS.into());
+    config.max_concurrent_uni_streams(INITIAL_UNI_STREAMS.into());
     config.stream_receive_window(quinn::VarInt::from_u32(STREAM_RECEIVE_WINDOW));
     config.receive_window(quinn::VarInt::from_u32(RECEIVE_WINDOW));
     config.send_window(SEND_WINDOW);
+    config
+}
+
+/// The most memory the log of used address-validation tokens may take (quinn's default is
+/// 10 MiB, reached after about a million reconnections).
+const TOKEN_LOG_BYTES: usize = 256 << 10;
+
+/// Address-validation tokens (NEW_TOKEN) let a returning client skip the Retry round trip;
+/// the server logs each used token to refuse its reuse. The log is bounded here: once full
+/// it turns into a Bloom filter, whose rare false positives only cost that client a Retry.
+fn validation_tokens() -> quinn::ValidationTokenConfig {
+    let mut config = quinn::ValidationTokenConfig::default();
+    config.log(Arc::new(quinn::BloomTokenLog::new_expected_items(
+        TOKEN_LOG_BYTES,
+        100_000,
+    )));
     config
 }
 
@@ -181,6 +214,7 @@ impl Endpoint {
                 let quic = QuicServerConfig::try_from(tls).map_err(tls_unusable)?;
                 let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
                 server.transport_config(transport.clone());
+                server.validation_token_config(validation_tokens());
                 Some(server)
             }
             None => None,
@@ -325,15 +359,44 @@ impl Incoming {
         self.incoming.remote_address()
     }
 
+    /// Whether the client has proved it receives packets at [`Incoming::remote_address`]
+    /// (it answered a Retry, or presented a token from an earlier connection).
+    pub fn remote_address_validated(&self) -> bool {
+        self.incoming.remote_address_validated()
+    }
+
+    /// Answers with a QUIC Retry, holding no state: a client that receives it at its address
+    /// tries again with a token, and that attempt is validated. Cheap protection against
+    /// handshake floods from spoofed addresses. An attempt that already answered a Retry
+    /// cannot get another (never the case while [`Incoming::remote_address_validated`] is
+    /// false) and is refused instead.
+    pub fn retry(self) {
+        if let Err(err) = self.incoming.retry() {
+            err.into_incoming().refuse();
+        }
+    }
+
+    /// Refuses the attempt with a QUIC CONNECTION_CLOSE carrying the transport error
+    /// CONNECTION_REFUSED (0x2), before any handshake state is created.
+    pub fn refuse(self) {
+        self.incoming.refuse();
+    }
+
     /// Completes the handshake and branches on the negotiated ALPN (spec §2.2a, §11):
     /// `h3` answers the WebTransport CONNECT with 200 whatever its URL; `moqf-02` is raw QUIC.
+    /// The QUIC and WebTransport handshakes together must finish within 10 s.
     ///
     /// # Errors
     /// [`Error::Transport`] when the QUIC, TLS or WebTransport handshake fails or times out, or
     /// the peer negotiated another ALPN (that connection is closed).
     pub async fn accept(self) -> Result<Connection, Error> {
+        let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         let connecting = self.incoming.accept().map_err(Error::transport)?;
-        let conn = connecting.await.map_err(Error::transport)?;
+        // Dropping an unfinished handshake closes the connection (code 0).
+        let conn = tokio::time::timeout_at(deadline, connecting)
+            .await
+            .map_err(|_| Error::Transport("quic handshake timeout".into()))?
+            .map_err(Error::transport)?;
 
         let alpn = conn
             .handshake_data()
@@ -347,7 +410,7 @@ impl Incoming {
                     let request = web_transport_quinn::Request::accept(conn.clone()).await?;
                     request.ok().await
                 };
-                match tokio::time::timeout(WEBTRANSPORT_HANDSHAKE_TIMEOUT, handshake).await {
+                match tokio::time::timeout_at(deadline, handshake).await {
                     Ok(Ok(session)) => Ok(Connection::webtransport(session)),
                     Ok(Err(err)) => Err(Error::transport(err)),
                     Err(_) => {

@@ -14,6 +14,9 @@ mod tls;
 mod verify;
 
 pub use connection::{Connection, TransportKind};
-pub use endpoint::{BindError, Endpoint, EndpointConfig, Incoming, ALPN_QUIC, ALPN_WEBTRANSPORT};
+pub use endpoint::{
+    BindError, Endpoint, EndpointConfig, Incoming, ALPN_QUIC, ALPN_WEBTRANSPORT,
+    INITIAL_BI_STREAMS, INITIAL_UNI_STREAMS, MAX_CONCURRENT_STREAMS,
+};
 pub use stream::{RecvStream, SendStream};
 pub use tls::{ClientTls, ServerTls, TlsError};

@@ -257,6 +257,10 @@ impl ServerTls {
             .with_cert_resolver(Arc::new(resolver));
         config.alpn_protocols = vec![ALPN_WEBTRANSPORT.to_vec(), ALPN_QUIC.to_vec()];
         config.key_log = Arc::new(KeyLogFile::new());
+        // No session resumption (nothing here uses 0-RTT): each ticket would be a cache entry
+        // outliving its connection, a relay-wide cache that churn keeps rewriting.
+        config.send_tls13_tickets = 0;
+        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
         Ok(config)
     }
 }
