@@ -29,3 +29,6 @@ pub use model::{
 };
 pub use origins::Origins;
 pub use session::{Router, Session, SessionOptions};
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use session::FuzzReader;

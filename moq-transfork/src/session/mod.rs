@@ -4,6 +4,8 @@
 //! A [`Session`] is symmetric after the handshake: either side may publish tracks, answer
 //! announce and subscribe requests, and subscribe to the peer's tracks.
 
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod options;
 mod priority;
 mod publisher;
@@ -21,6 +23,8 @@ use crate::model::{AnnouncedConsumer, GroupConsumer, Track, TrackConsumer};
 use crate::transport::{Connection, TransportKind};
 use crate::{Error, Path};
 
+#[cfg(feature = "fuzzing")]
+pub use fuzzing::FuzzReader;
 pub use options::{Router, SessionOptions};
 
 use publisher::Publisher;
