@@ -28,7 +28,7 @@ pub use model::{
     TrackHandle, TrackProducer,
 };
 pub use origins::Origins;
-pub use session::{Router, Session, SessionOptions};
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use session::FuzzReader;
+pub use session::{Router, Session, SessionOptions};

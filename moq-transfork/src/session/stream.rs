@@ -357,7 +357,11 @@ mod tests {
         let attempts = ATTEMPTS.with(Cell::get);
         assert!(attempts <= 2 * fields + 1, "{attempts} attempts");
         assert_eq!(reader.buffered(), 0);
-        assert!(reader.decode_maybe::<ClientSetup>().await.unwrap().is_none());
+        assert!(reader
+            .decode_maybe::<ClientSetup>()
+            .await
+            .unwrap()
+            .is_none());
     }
 
     #[tokio::test(start_paused = true)]
@@ -373,10 +377,7 @@ mod tests {
         let result = tokio::time::timeout(Duration::from_secs(1), reader.decode::<ClientSetup>())
             .await
             .expect("refused without waiting for the rest");
-        assert_eq!(
-            result,
-            Err(Error::Decode(DecodeError::TooLarge("message")))
-        );
+        assert_eq!(result, Err(Error::Decode(DecodeError::TooLarge("message"))));
         assert_eq!(Error::Decode(DecodeError::TooLarge("message")).code(), 5);
         assert!(reader.buffered() <= limits::MAX_MESSAGE_SIZE);
     }
