@@ -29,6 +29,14 @@ use moq_transfork::message::{
 use moq_transfork::transport::memory;
 use moq_transfork::{DecodeError, Error, FuzzReader, Path};
 
+thread_local! {
+    /// One runtime for every input: building one per input would cost more than the input.
+    static RUNTIME: tokio::runtime::Runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_time()
+        .build()
+        .expect("a runtime");
+}
+
 /// A message type the reader is asked for; frame headers are followed by a payload.
 trait Kind: Decode + PartialEq + Debug {
     fn payload(&self) -> u64 {
@@ -179,11 +187,7 @@ fn check<T: Kind>(lengths: &[u8], data: &[u8]) {
         at = end;
     }
 
-    let rt = tokio::runtime::Builder::new_current_thread()
-        .enable_time()
-        .build()
-        .expect("a runtime");
-    let (items, end) = rt.block_on(chunked::<T>(pieces));
+    let (items, end) = RUNTIME.with(|rt| rt.block_on(chunked::<T>(pieces)));
     let (want_items, want_end) = one_shot::<T>(data);
     assert_eq!(items, want_items, "messages differ");
     match (&end, &want_end) {

@@ -19,10 +19,10 @@ use moq_transfork::{from_wire, to_wire, Error};
 fuzz_target!(|input: &[u8]| {
     let mut wire = [0u8; 8];
     let mut code = [0u8; 4];
-    let n = input.len().min(8);
-    wire[..n].copy_from_slice(&input[..n]);
-    let m = input.len().saturating_sub(8).min(4);
-    code[..m].copy_from_slice(&input[8..8 + m]);
+    let (head, tail) = input.split_at(input.len().min(8));
+    wire[..head.len()].copy_from_slice(head);
+    let tail = &tail[..tail.len().min(4)];
+    code[..tail.len()].copy_from_slice(tail);
     let (wire, code) = (u64::from_le_bytes(wire), u32::from_le_bytes(code));
 
     // A wire code near the mapped range is far more interesting than a random u64.
