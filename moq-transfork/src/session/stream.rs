@@ -15,9 +15,9 @@ use crate::Error;
 /// split across chunks is gathered in a growable buffer (one copy of its bytes, at most
 /// [`limits::MAX_MESSAGE_SIZE`]), and decoding is retried only once the bytes the last attempt
 /// asked for ([`DecodeError::Short`]) have arrived, and no more than that is copied. A message
-/// therefore costs at most two attempts per field (a varint's first byte, then its rest)
-/// however the peer chunks it: reading is linear in the input, and the payload after a split
-/// header stays in its chunk.
+/// therefore costs at most two attempts per varint (its first byte, then its rest) and one per
+/// string body, plus the one that succeeds, however the peer chunks it: reading is linear in
+/// the input, and the payload after a split header stays in its chunk.
 #[derive(Debug)]
 pub(crate) struct Reader {
     stream: RecvStream,
