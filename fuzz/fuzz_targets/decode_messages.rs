@@ -30,7 +30,10 @@ fn check<T: Decode + Encode + PartialEq + Debug>(data: &[u8]) {
             if cut < used {
                 match T::decode(&mut &data[..cut]) {
                     Err(DecodeError::Short(n)) => {
-                        assert!(n >= 1 && cut + n <= used, "prefix {cut} of {used}: Short({n})")
+                        assert!(
+                            n >= 1 && cut + n <= used,
+                            "prefix {cut} of {used}: Short({n})"
+                        )
                     }
                     other => panic!("prefix {cut} of a {used}-byte message: {other:?}"),
                 }
