@@ -1,7 +1,8 @@
 //! Feeds arbitrary bytes to every decoder of `moq-transfork`.
 //!
 //! A decoder must never panic (peer input), and any value it accepts must re-encode to bytes that
-//! decode to the same value. Inputs are tried both from a slice and from a `Bytes` (the
+//! decode to the same value. A strict prefix of an accepted message must be `Short(n)` with
+//! `n` no more than the bytes actually missing (the stream reader waits for that many). Inputs are tried both from a slice and from a `Bytes` (the
 //! zero-copy path of byte strings).
 #![no_main]
 
@@ -14,7 +15,7 @@ use moq_transfork::message::{
     Announce, AnnouncePlease, BiStream, ClientSetup, Fetch, FrameHeader, GroupDrop, GroupHeader,
     Info, InfoRequest, ServerSetup, Subscribe, SubscribeUpdate, UniStream,
 };
-use moq_transfork::Path;
+use moq_transfork::{DecodeError, Path};
 
 fn check<T: Decode + Encode + PartialEq + Debug>(data: &[u8]) {
     let mut slice = data;
@@ -22,6 +23,23 @@ fn check<T: Decode + Encode + PartialEq + Debug>(data: &[u8]) {
     let mut shared = Bytes::copy_from_slice(data);
     let from_bytes = T::decode(&mut shared);
     assert_eq!(from_slice, from_bytes, "slice and Bytes sources disagree");
+
+    if from_slice.is_ok() {
+        let used = data.len() - slice.len();
+        for cut in [used.saturating_sub(1), used / 2] {
+            if cut < used {
+                match T::decode(&mut &data[..cut]) {
+                    Err(DecodeError::Short(n)) => {
+                        assert!(
+                            n >= 1 && cut + n <= used,
+                            "prefix {cut} of {used}: Short({n})"
+                        )
+                    }
+                    other => panic!("prefix {cut} of a {used}-byte message: {other:?}"),
+                }
+            }
+        }
+    }
 
     if let Ok(value) = from_slice {
         let mut buf = Vec::new();

@@ -36,7 +36,7 @@ impl Incoming {
                     self.buf.advance(used);
                     return msg;
                 }
-                Err(DecodeError::Short) => {}
+                Err(DecodeError::Short(_)) => {}
                 Err(err) => panic!("bad bytes from the relay: {err}"),
             }
             let chunk = timeout("a message", self.recv.read_chunk(usize::MAX)).await;

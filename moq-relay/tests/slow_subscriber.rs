@@ -41,7 +41,7 @@ fn try_decode<T: Decode>(buf: &mut BytesMut) -> Option<T> {
             buf.advance(used);
             Some(msg)
         }
-        Err(DecodeError::Short) => None,
+        Err(DecodeError::Short(_)) => None,
         Err(err) => panic!("bad bytes from the relay: {err}"),
     }
 }

@@ -155,7 +155,7 @@ mod tests {
             (Error::Cancel, 0),
             (Error::RequiredExtension, 1),
             (Error::Transport("x".into()), 4),
-            (Error::Decode(DecodeError::Short), 5),
+            (Error::Decode(DecodeError::Short(1)), 5),
             (Error::Version, 9),
             (Error::UnexpectedStream, 10),
             (Error::BoundsExceeded, 11),

@@ -28,6 +28,9 @@ pub use model::{
     TrackHandle, TrackProducer,
 };
 pub use origins::Origins;
+#[cfg(feature = "fuzzing")]
+#[doc(hidden)]
+pub use session::FuzzReader;
 pub use session::{
     FetchedGroup, Router, Session, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
     DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,

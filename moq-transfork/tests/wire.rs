@@ -202,7 +202,7 @@ impl MessageReader {
                     self.buf.drain(..used);
                     return msg;
                 }
-                Err(moq_transfork::DecodeError::Short) => {}
+                Err(moq_transfork::DecodeError::Short(_)) => {}
                 Err(err) => panic!("bad message: {err}"),
             }
             let chunk = self.recv.read_chunk(usize::MAX).await.unwrap();

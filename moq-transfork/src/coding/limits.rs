@@ -11,12 +11,19 @@
 //! few short parts, one version and no extensions. Frame payloads are *not* capped here: frames
 //! are streamed chunk by chunk and never held whole by the codec.
 
-/// Largest control message, in bytes, that a stream reader buffers before giving up.
+/// Largest control message, in bytes, that a stream reader buffers: 8 KiB.
 ///
 /// Messages carry no length prefix (spec §3), so a reader keeps buffering until a message
-/// decodes; this bounds the memory a peer can make it hold. A message that has not decoded
-/// within this many bytes is an error. It also caps any single string or byte string.
-pub const MAX_MESSAGE_SIZE: usize = 64 * 1024;
+/// decodes; this bounds the memory a peer can make it hold, per stream. A message known to be
+/// longer (from a declared length, or from its bytes) is refused with
+/// [`DecodeError::TooLarge`](super::DecodeError::TooLarge)`("message")`, code 5. It also caps
+/// any single string or byte string.
+///
+/// The largest message a peer has reason to send fits with room to spare: a CLIENT_SETUP with
+/// [`MAX_VERSIONS`] versions (513 bytes) and a token of [`MAX_EXTENSION_SIZE`] bytes in one
+/// extension (4 102 bytes with its id and length) is 4 617 bytes; a SUBSCRIBE, FETCH or
+/// ANNOUNCE with a path of [`MAX_PATH_BYTES`] in [`MAX_PATH_PARTS`] parts about 4 200.
+pub const MAX_MESSAGE_SIZE: usize = 8 * 1024;
 
 /// Most parts in one [`Path`](crate::Path) (draft-03 also says at most 32).
 pub const MAX_PATH_PARTS: usize = 32;
@@ -30,5 +37,7 @@ pub const MAX_VERSIONS: usize = 64;
 /// Most extensions in one CLIENT_SETUP or SERVER_SETUP (0.8.0 sends none).
 pub const MAX_EXTENSIONS: usize = 64;
 
-/// Largest payload of a single SETUP extension, in bytes.
+/// Largest payload of a single SETUP extension, in bytes: room for a 4 KiB token.
+///
+/// All extensions together are bounded by [`MAX_MESSAGE_SIZE`].
 pub const MAX_EXTENSION_SIZE: usize = 4096;

@@ -9,7 +9,7 @@ use super::{Decode, DecodeError, Encode, VarInt};
 
 /// Reads a varint length and checks it, in this order, against `max` (→
 /// [`DecodeError::TooLarge`]`(what)`) and against the bytes left in `buf` (→
-/// [`DecodeError::Short`]). Nothing is allocated before both checks pass.
+/// [`DecodeError::Short`] with the bytes missing). Nothing is allocated before both checks pass.
 pub(crate) fn decode_len<B: Buf>(
     buf: &mut B,
     max: usize,
@@ -22,7 +22,7 @@ pub(crate) fn decode_len<B: Buf>(
     }
     let len = usize::try_from(len).map_err(|_| DecodeError::TooLarge(what))?;
     if buf.remaining() < len {
-        return Err(DecodeError::Short);
+        return Err(DecodeError::Short(len - buf.remaining()));
     }
     Ok(len)
 }
@@ -138,8 +138,8 @@ mod tests {
 
     #[test]
     fn length_beyond_buffer_is_short_and_beyond_limit_is_too_large() {
-        assert_eq!(decode_hex::<String>("0561"), Err(DecodeError::Short));
-        assert_eq!(decode_hex::<Bytes>("4100aa"), Err(DecodeError::Short));
+        assert_eq!(decode_hex::<String>("0561"), Err(DecodeError::Short(4)));
+        assert_eq!(decode_hex::<Bytes>("4100aa"), Err(DecodeError::Short(255)));
         // 65537 bytes announced with none present: rejected before any allocation.
         assert_eq!(
             decode_hex::<String>("80010001"),

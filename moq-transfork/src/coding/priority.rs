@@ -52,7 +52,7 @@ impl Encode for Priority {
 impl Decode for Priority {
     fn decode<B: Buf>(buf: &mut B) -> Result<Self, DecodeError> {
         if !buf.has_remaining() {
-            return Err(DecodeError::Short);
+            return Err(DecodeError::Short(1));
         }
         Ok(Self::from_byte(buf.get_u8()))
     }

@@ -141,12 +141,12 @@ impl Decode for VarInt {
     /// Reads any form, minimal or not.
     fn decode<B: Buf>(buf: &mut B) -> Result<Self, DecodeError> {
         if !buf.has_remaining() {
-            return Err(DecodeError::Short);
+            return Err(DecodeError::Short(1));
         }
         let first = buf.get_u8();
         let rest = (1usize << (first >> 6)) - 1;
         if buf.remaining() < rest {
-            return Err(DecodeError::Short);
+            return Err(DecodeError::Short(rest - buf.remaining()));
         }
         let mut value = u64::from(first & 0x3f);
         for _ in 0..rest {
@@ -263,7 +263,8 @@ mod tests {
 
     #[test]
     fn empty_buffer_is_short() {
-        assert_eq!(decode_hex::<VarInt>(""), Err(DecodeError::Short));
+        assert_eq!(decode_hex::<VarInt>(""), Err(DecodeError::Short(1)));
+        assert_eq!(decode_hex::<VarInt>("c000"), Err(DecodeError::Short(6)));
     }
 
     proptest! {

@@ -79,7 +79,7 @@ impl Decode for Announce {
     /// [`DecodeError::InvalidValue`] for a status byte other than 0, 1 or 2.
     fn decode<B: Buf>(buf: &mut B) -> Result<Self, DecodeError> {
         if !buf.has_remaining() {
-            return Err(DecodeError::Short);
+            return Err(DecodeError::Short(1));
         }
         match buf.get_u8() {
             Self::ENDED => Ok(Self::Ended {

@@ -314,7 +314,7 @@ mod tests {
         );
         assert_eq!(
             decode_hex::<Extensions>("01 00 5000"),
-            Err(DecodeError::Short)
+            Err(DecodeError::Short(4096))
         );
     }
 

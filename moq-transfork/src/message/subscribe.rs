@@ -188,7 +188,7 @@ mod tests {
         // short, so it does not decode as a whole update.
         assert_eq!(
             decode_hex::<SubscribeUpdate>("01 01 00 00"),
-            Err(DecodeError::Short)
+            Err(DecodeError::Short(1))
         );
     }
 

@@ -6,6 +6,8 @@
 
 mod credit;
 mod fetched;
+#[cfg(feature = "fuzzing")]
+mod fuzzing;
 mod options;
 mod priority;
 mod publisher;
@@ -25,6 +27,8 @@ use crate::transport::{Connection, TransportKind};
 use crate::{Error, Path};
 
 pub use fetched::FetchedGroup;
+#[cfg(feature = "fuzzing")]
+pub use fuzzing::FuzzReader;
 pub use options::{
     Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
     DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,

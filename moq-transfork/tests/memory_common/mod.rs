@@ -87,7 +87,7 @@ impl Messages {
                     self.buf.advance(used);
                     return Ok(Some(msg));
                 }
-                Err(DecodeError::Short) => {}
+                Err(DecodeError::Short(_)) => {}
                 Err(err) => panic!("bad message: {err}"),
             }
             match self.recv.read_chunk(usize::MAX).await? {
