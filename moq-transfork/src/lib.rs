@@ -28,4 +28,4 @@ pub use model::{
     TrackHandle, TrackProducer,
 };
 pub use origins::Origins;
-pub use session::{FetchedGroup, Router, Session, SessionOptions};
+pub use session::{AnnounceFilter, FetchedGroup, Router, Session, SessionOptions};

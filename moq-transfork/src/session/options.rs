@@ -38,6 +38,10 @@ where
     }
 }
 
+/// Decides which paths a session shows its peer in announcements: a relay passes the scope of
+/// the client's token. Returns true for a path the peer may see.
+pub type AnnounceFilter = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+
 /// Options of a session, fixed before its first request can arrive.
 #[derive(Clone)]
 pub struct SessionOptions {
@@ -45,6 +49,10 @@ pub struct SessionOptions {
     /// (a relay passes the announcements of all its other sessions). A path offered by
     /// several sources is announced once.
     pub announce: Vec<AnnouncedProducer>,
+    /// When set, only paths it accepts are announced to the peer, whatever their source
+    /// (tracks published on the session included). It does not restrict subscriptions: a
+    /// relay scopes those in its [`Router`].
+    pub announce_filter: Option<AnnounceFilter>,
     /// Where to find tracks not published on the session itself.
     pub router: Option<Arc<dyn Router>>,
     /// The cache window of tracks this session subscribes to.
@@ -83,6 +91,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             announce: Vec::new(),
+            announce_filter: None,
             router: None,
             cache: CacheConfig::default(),
             max_inflight_groups: 8,
@@ -98,6 +107,7 @@ impl fmt::Debug for SessionOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionOptions")
             .field("announce", &self.announce.len())
+            .field("announce_filter", &self.announce_filter.is_some())
             .field("router", &self.router.is_some())
             .field("cache", &self.cache)
             .field("max_inflight_groups", &self.max_inflight_groups)

@@ -210,6 +210,11 @@ impl Endpoint {
     /// Connects to `url`: `https://` runs WebTransport (CONNECT with the URL's path),
     /// `moqf://` raw QUIC; the port defaults to 443 and SNI is the URL's host (spec §1, §11).
     ///
+    /// A token given as `?jwt=TOKEN` is presented on both: WebTransport keeps it in the
+    /// CONNECT `:path`; raw QUIC has no request line, so the session sends it in its
+    /// CLIENT_SETUP (extension [`TOKEN_EXTENSION`](crate::message::TOKEN_EXTENSION)). The URL
+    /// is logged without its query, so the token never is.
+    ///
     /// DNS picks the first address of the socket's family, else the first address: an
     /// IPv4 socket cannot reach `::1`.
     ///
@@ -232,7 +237,12 @@ impl Endpoint {
             Some(url::Host::Domain(name)) => name.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(Error::Transport(format!("no host in {url}"))),
+            None => {
+                return Err(Error::Transport(format!(
+                    "no host in {}",
+                    without_query(url)
+                )))
+            }
         };
         let port = url.port().unwrap_or(DEFAULT_PORT);
         let addr = self.resolve(&host, port).await?;
@@ -242,10 +252,14 @@ impl Endpoint {
             .connect_with(config.clone(), addr, &host)
             .map_err(Error::transport)?;
         let conn = connecting.await.map_err(Error::transport)?;
-        tracing::debug!(%url, %addr, "connected");
+        tracing::debug!(url = %without_query(url), %addr, "connected");
 
         if url.scheme() == "moqf" {
-            return Ok(Connection::quic(conn));
+            let token = url
+                .query_pairs()
+                .find(|(key, _)| key == "jwt")
+                .map(|(_, token)| Arc::from(token.as_ref()));
+            return Ok(Connection::quic(conn).with_token(token));
         }
         let session = web_transport_quinn::Session::connect(conn, url.clone())
             .await
@@ -289,6 +303,13 @@ impl Endpoint {
     pub async fn wait_idle(&self) {
         self.quic.wait_idle().await;
     }
+}
+
+/// `url` without its query, which may hold a token, for logs and errors.
+fn without_query(url: &Url) -> Url {
+    let mut url = url.clone();
+    url.set_query(None);
+    url
 }
 
 /// A TLS config that quinn cannot use for QUIC (no TLS 1.3 AES-128-GCM suite).
