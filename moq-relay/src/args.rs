@@ -77,6 +77,17 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 65_536, value_name = "N")]
     pub(crate) announce_max_total: usize,
 
+    /// A JWK file (one key or a JWK set) whose keys verify client tokens; repeatable. With
+    /// any, every client needs a valid token, or a public prefix (docs/auth.md). Without, the
+    /// relay is open to anyone.
+    #[arg(long = "auth-key", value_name = "PATH")]
+    pub(crate) auth_key: Vec<PathBuf>,
+
+    /// A path prefix (parts separated by `/`) that clients without a token may publish and
+    /// subscribe under; repeatable. Only meaningful with --auth-key.
+    #[arg(long = "auth-public", value_name = "PREFIX")]
+    pub(crate) auth_public: Vec<String>,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,

@@ -9,6 +9,7 @@
 //! crate, docs/clustering.md): clients reach every broadcast of the cluster through it.
 
 mod args;
+mod auth;
 mod http;
 mod sessions;
 
@@ -79,8 +80,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, http.is_some());
 
+    let auth = auth::Auth::load(&args.auth_key, &args.auth_public)?;
+    if auth.is_none() {
+        tracing::warn!("no --auth-key given: anyone may publish and subscribe to any path");
+    }
     let relay = Relay::new(args.linger(), args.cache())
-        .with_announce_limits(args.announce_max_per_session, args.announce_max_total);
+        .with_announce_limits(args.announce_max_per_session, args.announce_max_total)
+        .with_auth(auth);
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -168,6 +174,8 @@ struct Relay {
     cluster: Option<Cluster>,
     /// The most paths one client may announce (`--announce-max-per-session`).
     announce_per_session: usize,
+    /// Token verification; `None` when the relay is open.
+    auth: Option<Arc<auth::Auth>>,
 }
 
 impl Relay {
@@ -181,6 +189,14 @@ impl Relay {
             next_session: Arc::default(),
             cluster: None,
             announce_per_session: SessionOptions::default().max_announced_paths,
+            auth: None,
+        }
+    }
+
+    fn with_auth(self, auth: Option<auth::Auth>) -> Self {
+        Self {
+            auth: auth.map(Arc::new),
+            ..self
         }
     }
 
@@ -220,6 +236,8 @@ impl Relay {
                 id,
                 remote = %incoming.remote_address(),
                 transport = tracing::field::Empty,
+                root = tracing::field::Empty,
+                kid = tracing::field::Empty,
             );
             let relay = self.clone();
             tokio::spawn(
@@ -251,15 +269,80 @@ impl Relay {
             max_announced_paths: self.announce_per_session,
             ..self.options()
         };
-        let session = Session::accept_with(conn, options).await?;
-        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
+        let Some(auth) = self.auth.clone() else {
+            let session = Session::accept_with(conn, options).await?;
+            return self.run_client(id, session, None).await;
+        };
+        let mut granted = None;
+        let session = Session::accept_authorized(conn, |token| {
+            let scope = auth.scope(token)?;
+            granted = Some(scope.clone());
+            Ok(scoped(options, scope))
+        })
+        .await?;
+        self.run_client(id, session, granted).await
+    }
+
+    /// Runs an accepted client session until it ends; with a `scope`, learns only the paths
+    /// it may publish and closes it with Unauthorized when its token expires.
+    async fn run_client(
+        &self,
+        id: u64,
+        session: Session,
+        scope: Option<auth::Scope>,
+    ) -> Result<(), Error> {
+        let span = tracing::Span::current();
+        span.record("transport", tracing::field::display(session.transport()));
+        if let Some(scope) = &scope {
+            span.record("root", scope.root().unwrap_or("(public)"));
+            span.record("kid", scope.kid().unwrap_or("-"));
+        }
         tracing::info!("session started");
         let _registered = self.sessions.register(id, &session);
+        let expires_in = scope.as_ref().and_then(auth::Scope::expires_in);
         // Learn what the client publishes; this ends when the session does.
-        self.locals.serve(&session, Path::new()).await;
-        let reason = session.closed().await;
+        let mut work = std::pin::pin!(async {
+            match &scope {
+                Some(scope) => {
+                    let allow = |path: &Path| scope.may_publish(path);
+                    self.locals.serve_where(&session, Path::new(), allow).await;
+                }
+                None => self.locals.serve(&session, Path::new()).await,
+            }
+            session.closed().await
+        });
+        let expiry = async {
+            match expires_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            reason = &mut work => reason,
+            () = expiry => {
+                tracing::info!("token expired: closing the session");
+                session.close(Error::Unauthorized);
+                work.await
+            }
+        };
         tracing::info!(%reason, "session ended");
         Ok(())
+    }
+}
+
+/// `options` narrowed to `scope`: requests outside its `get` are answered NotFound and only
+/// paths inside it are announced to the client.
+fn scoped(options: SessionOptions, scope: auth::Scope) -> SessionOptions {
+    let router = options.router.map(|inner| {
+        Arc::new(auth::ScopedRouter {
+            inner,
+            scope: scope.clone(),
+        }) as Arc<dyn Router>
+    });
+    SessionOptions {
+        announce_filter: Some(Arc::new(move |path: &Path| scope.may_subscribe(path))),
+        router,
+        ..options
     }
 }
 
