@@ -255,7 +255,21 @@ impl Relay {
     /// to local origins first, and what it publishes becomes a local origin. Links from other
     /// relays of the cluster go to the cluster instead.
     async fn serve(self, id: u64, incoming: Incoming) -> Result<(), moq_transfork::Error> {
-        let conn = incoming.accept().await?;
+        let conn = match &self.auth {
+            // WebTransport: a refused token is answered with 401 before a session exists.
+            Some(auth) => {
+                incoming
+                    .accept_checked(|url| {
+                        let cluster = [LinkKind::Discovery, LinkKind::Peer]
+                            .iter()
+                            .any(|kind| url.path() == kind.url_path());
+                        let token = url.query_pairs().find(|(key, _)| key == "jwt");
+                        cluster || auth.scope(token.as_ref().map(|(_, t)| t.as_ref())).is_ok()
+                    })
+                    .await?
+            }
+            None => incoming.accept().await?,
+        };
         if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
             return cluster.serve(kind, conn).await;
         }

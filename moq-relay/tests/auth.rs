@@ -124,6 +124,11 @@ async fn bad_tokens_are_refused_with_unauthorized() {
             ("malformed", Some("not-a-token".to_string())),
         ];
         for (case, token) in cases {
+            if scheme == "https" {
+                // Refused before a session exists: the CONNECT is answered with 401.
+                let refused = connect(&relay, scheme, token.as_deref()).await;
+                assert_eq!(refused.err(), Some(Error::Unauthorized), "{scheme}: {case}");
+            }
             assert_eq!(
                 refusal(&relay, scheme, token.as_deref()).await,
                 Error::Unauthorized,

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use url::Url;
+use web_transport_quinn::http;
 
 use super::connection::Connection;
 use super::tls::{ClientTls, ServerTls, TlsError};
@@ -23,6 +24,9 @@ const DEFAULT_PORT: u16 = 443;
 /// How long a peer may take from the end of the QUIC handshake to its WebTransport CONNECT.
 /// Keep-alives would otherwise let a silent peer hold an accept task forever.
 const WEBTRANSPORT_HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a refused WebTransport client has to read its 401 before the connection closes.
+const REJECT_LINGER: Duration = Duration::from_secs(1);
 
 /// The QUIC idle timeout of spec §2.3.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -220,7 +224,8 @@ impl Endpoint {
     ///
     /// # Errors
     /// [`Error::Transport`] for another scheme, a URL without host, a failed lookup, or a
-    /// failed QUIC, TLS or WebTransport handshake.
+    /// failed QUIC, TLS or WebTransport handshake; [`Error::Unauthorized`] when the server
+    /// answers the WebTransport CONNECT with 401 or 403.
     pub async fn connect(&self, url: &Url) -> Result<Connection, Error> {
         let config = match url.scheme() {
             "https" => &self.client_webtransport,
@@ -263,7 +268,12 @@ impl Endpoint {
         }
         let session = web_transport_quinn::Session::connect(conn, url.clone())
             .await
-            .map_err(Error::transport)?;
+            .map_err(|err| match refused_status(&err) {
+                Some(http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN) => {
+                    Error::Unauthorized
+                }
+                _ => Error::transport(err),
+            })?;
         Ok(Connection::webtransport(session))
     }
 
@@ -305,6 +315,18 @@ impl Endpoint {
     }
 }
 
+/// The HTTP status of a WebTransport CONNECT the server refused, if that is why `err` failed.
+fn refused_status(err: &web_transport_quinn::ClientError) -> Option<http::StatusCode> {
+    use web_transport_quinn::{ClientError, ConnectError};
+    match err {
+        ClientError::HttpError(ConnectError::ErrorStatus(status)) => Some(*status),
+        ClientError::HttpError(ConnectError::ProtoError(
+            web_transport_proto::ConnectError::WrongStatus(status),
+        )) => *status,
+        _ => None,
+    }
+}
+
 /// `url` without its query, which may hold a token, for logs and errors.
 fn without_query(url: &Url) -> Url {
     let mut url = url.clone();
@@ -336,6 +358,21 @@ impl Incoming {
     /// [`Error::Transport`] when the QUIC, TLS or WebTransport handshake fails or times out, or
     /// the peer negotiated another ALPN (that connection is closed).
     pub async fn accept(self) -> Result<Connection, Error> {
+        self.accept_checked(|_| true).await
+    }
+
+    /// As [`accept`](Self::accept), but a WebTransport CONNECT whose URL `check` refuses is
+    /// answered with HTTP 401, so no session exists (a relay checks the `jwt` parameter here).
+    /// Raw QUIC has no URL: `check` is not asked.
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept); [`Error::Unauthorized`] for a refused CONNECT (the
+    /// connection is closed with that code once the client has read the answer, or after a
+    /// second).
+    pub async fn accept_checked(
+        self,
+        check: impl FnOnce(&Url) -> bool,
+    ) -> Result<Connection, Error> {
         let connecting = self.incoming.accept().map_err(Error::transport)?;
         let conn = connecting.await.map_err(Error::transport)?;
 
@@ -349,10 +386,24 @@ impl Incoming {
             Some(ALPN_WEBTRANSPORT) => {
                 let handshake = async {
                     let request = web_transport_quinn::Request::accept(conn.clone()).await?;
-                    request.ok().await
+                    if !check(&request.url) {
+                        request.reject(http::StatusCode::UNAUTHORIZED).await?;
+                        return Ok(None);
+                    }
+                    request.ok().await.map(Some)
                 };
                 match tokio::time::timeout(WEBTRANSPORT_HANDSHAKE_TIMEOUT, handshake).await {
-                    Ok(Ok(session)) => Ok(Connection::webtransport(session)),
+                    Ok(Ok(Some(session))) => Ok(Connection::webtransport(session)),
+                    Ok(Ok(None)) => {
+                        // Closing at once could discard the 401 before it is sent.
+                        let _ = tokio::time::timeout(REJECT_LINGER, conn.closed()).await;
+                        let err = Error::Unauthorized;
+                        conn.close(
+                            crate::to_wire(err.code()).try_into().unwrap_or_default(),
+                            b"unauthorized",
+                        );
+                        Err(err)
+                    }
                     Ok(Err(err)) => Err(Error::transport(err)),
                     Err(_) => {
                         let code = Error::Cancel.code();
