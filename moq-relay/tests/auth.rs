@@ -288,3 +288,48 @@ async fn a_session_is_closed_within_a_second_of_its_tokens_expiry() {
     frames.abort();
     drop(pub_session);
 }
+
+#[tokio::test]
+async fn a_takeover_needs_a_token_that_covers_the_path() {
+    let (relay, key, _dir) = secured(&[]).await;
+    for scheme in SCHEMES {
+        let live = path(&["live", "alice", "cam"]);
+        let (alice_session, alice) = publisher(
+            &relay,
+            scheme,
+            &token(&key, "live", &["alice"], &[]),
+            std::slice::from_ref(&live),
+        )
+        .await;
+        let viewer = connect(&relay, scheme, Some(&token(&key, "", &[], &[""])))
+            .await
+            .unwrap();
+        active_until(&viewer, &live).await;
+
+        // Mallory announces the same path, and a path of her own after it: once the relay
+        // shows her own path, it has handled her announce of alice's.
+        let own = path(&["live", "mallory", "x"]);
+        let (mallory_session, mallory) = publisher(
+            &relay,
+            scheme,
+            &token(&key, "live", &["mallory"], &[]),
+            &[live.clone(), own.clone()],
+        )
+        .await;
+        active_until(&viewer, &own).await;
+
+        // The viewer still gets alice's frames, never mallory's.
+        let mut track = viewer.subscribe(Track::new(live.clone()));
+        mallory[0]
+            .append_group()
+            .unwrap()
+            .write_frame(Bytes::from_static(b"mallory"));
+        alice[0]
+            .append_group()
+            .unwrap()
+            .write_frame(Bytes::from_static(b"alice"));
+        let mut group = next_group("a group", &mut track).await;
+        assert_eq!(next_frame("a frame", &mut group).await, "alice", "{scheme}");
+        drop((alice_session, mallory_session));
+    }
+}
