@@ -9,6 +9,10 @@ use anyhow::Context;
 use moq_token::{Claims, KeySet};
 use moq_transfork::{Error, Path, Router, Track, TrackConsumer};
 
+/// The first part of the cluster's internal paths (member advertisements), which only a token
+/// with the cluster role may publish, subscribe to or see announced.
+const INTERNAL_PREFIX: &str = "internal";
+
 /// The longest key id written to logs.
 const MAX_LOGGED_KID: usize = 16;
 
@@ -83,8 +87,17 @@ impl Auth {
 }
 
 impl Scope {
+    /// True for the cluster's internal paths when the token lacks the cluster role.
+    fn reserved(&self, path: &Path) -> bool {
+        path.parts().next() == Some(INTERNAL_PREFIX)
+            && !self.claims.as_ref().is_some_and(|claims| claims.cluster)
+    }
+
     /// True when the session may announce and publish `path`.
     pub(crate) fn may_publish(&self, path: &Path) -> bool {
+        if self.reserved(path) {
+            return false;
+        }
         let parts: Vec<&str> = path.parts().collect();
         self.public.may_publish(&parts)
             || self
@@ -95,6 +108,9 @@ impl Scope {
 
     /// True when the session may subscribe to `path` and see it announced.
     pub(crate) fn may_subscribe(&self, path: &Path) -> bool {
+        if self.reserved(path) {
+            return false;
+        }
         let parts: Vec<&str> = path.parts().collect();
         self.public.may_subscribe(&parts)
             || self
@@ -188,6 +204,27 @@ mod tests {
         let tokenless = scope(None, &[]);
         assert!(!tokenless.may_subscribe(&path("live")));
         assert_eq!(tokenless.expires_in(), None);
+    }
+
+    #[test]
+    fn internal_paths_need_the_cluster_role() {
+        let admin = Claims {
+            put: vec!["".into()],
+            get: vec!["".into()],
+            ..Default::default()
+        };
+        let s = scope(Some(admin.clone()), &["internal"]);
+        assert!(!s.may_publish(&path("internal/origins/x")));
+        assert!(!s.may_subscribe(&path("internal")));
+        assert!(s.may_subscribe(&path("internalx")));
+        let member = scope(
+            Some(Claims {
+                cluster: true,
+                ..admin
+            }),
+            &[],
+        );
+        assert!(member.may_publish(&path("internal/origins/x")));
     }
 
     #[test]
