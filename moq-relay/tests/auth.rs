@@ -333,3 +333,31 @@ async fn a_takeover_needs_a_token_that_covers_the_path() {
         drop((alice_session, mallory_session));
     }
 }
+
+#[tokio::test]
+async fn the_released_clock_uses_a_public_prefix_without_a_token() {
+    let (relay, key, _dir) = secured(&["anon"]).await;
+    let clock = common::reference_binary("moq-clock");
+    for scheme in SCHEMES {
+        // moq-clock resolves `localhost` to ::1 first; the relay listens on 127.0.0.1.
+        let url = format!("{scheme}://127.0.0.1:{}/", relay.addr.port());
+        let public = ["--tls-disable-verify", "--path", "anon", "--path", "clock"];
+        let _publisher = common::spawn_lines(&clock, &[&public[..], &["--publish", &url]].concat());
+        // A tokenless clock outside the public prefix: its announce is dropped.
+        let _outside = common::spawn_lines(&clock, &["--tls-disable-verify", "--publish", &url]);
+        let watcher = connect(&relay, scheme, Some(&token(&key, "", &[], &[""])))
+            .await
+            .unwrap();
+        active_until(&watcher, &path(&["anon", "clock"])).await;
+
+        let mut subscriber = common::spawn_lines(&clock, &[&public[..], &[&url]].concat());
+        for _ in 0..2 {
+            let line = subscriber.next_line().await;
+            assert!(common::is_clock_line(&line), "{scheme}: {line:?}");
+        }
+        // A tokenless SUBSCRIBE outside it gets NotFound, on which moq-clock exits quietly.
+        let mut refused = common::spawn_lines(&clock, &["--tls-disable-verify", &url]);
+        let line = timeout("the refused clock's exit", refused.lines.next_line()).await;
+        assert_eq!(line.unwrap(), None, "{scheme}");
+    }
+}
