@@ -88,6 +88,11 @@ pub(crate) struct Args {
     #[arg(long = "auth-public", value_name = "PREFIX")]
     pub(crate) auth_public: Vec<String>,
 
+    /// A file holding a JWT with the cluster role, presented on the cluster links this relay
+    /// dials. Members with --auth-key refuse cluster links without such a token.
+    #[arg(long = "cluster-token", value_name = "PATH")]
+    pub(crate) cluster_token: Option<PathBuf>,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -128,6 +133,18 @@ impl Args {
             );
         }
         Ok(())
+    }
+
+    /// The JWT of --cluster-token, if given.
+    pub(crate) fn cluster_token(&self) -> anyhow::Result<Option<String>> {
+        self.cluster_token
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|token| token.trim().to_string())
+                    .with_context(|| format!("reading --cluster-token {}", path.display()))
+            })
+            .transpose()
     }
 
     /// TLS for outgoing connections.

@@ -53,6 +53,25 @@ impl Auth {
         }))
     }
 
+    /// True when `token` verifies and grants the cluster role, which a cluster link needs.
+    pub(crate) fn is_cluster(&self, token: Option<&str>) -> bool {
+        match token.map(|token| self.keys.verify(token)) {
+            Some(Ok(verified)) if verified.claims.cluster => true,
+            Some(Ok(_)) => {
+                tracing::info!("cluster link refused: the token has no cluster role");
+                false
+            }
+            Some(Err(err)) => {
+                tracing::info!(%err, "cluster link refused");
+                false
+            }
+            None => {
+                tracing::info!("cluster link refused: no token");
+                false
+            }
+        }
+    }
+
     /// The scope of a client that presented `token`: its claims when the token verifies, the
     /// public prefixes alone when it presented none and some are configured.
     ///

@@ -94,6 +94,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         locals: relay.locals.clone(),
         remotes: relay.remotes.clone(),
         session: relay.options(),
+        token: args.cluster_token()?,
     })?;
     let discovery = tokio::spawn({
         let cluster = cluster.clone();
@@ -264,7 +265,12 @@ impl Relay {
                             .iter()
                             .any(|kind| url.path() == kind.url_path());
                         let token = url.query_pairs().find(|(key, _)| key == "jwt");
-                        cluster || auth.scope(token.as_ref().map(|(_, t)| t.as_ref())).is_ok()
+                        let token = token.as_ref().map(|(_, token)| token.as_ref());
+                        if cluster {
+                            auth.is_cluster(token)
+                        } else {
+                            auth.scope(token).is_ok()
+                        }
                     })
                     .await?
             }

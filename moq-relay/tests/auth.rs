@@ -361,3 +361,87 @@ async fn the_released_clock_uses_a_public_prefix_without_a_token() {
         assert_eq!(line.unwrap(), None, "{scheme}");
     }
 }
+
+/// A cluster member on `port` that verifies with `key` and dials with `token`; `root` is the
+/// root's port (none: this is the root).
+async fn member(
+    port: u16,
+    root: Option<u16>,
+    key: &std::path::Path,
+    token: &std::path::Path,
+) -> Relay {
+    let name = |port: u16| format!("127.0.0.1:{port}");
+    let (bind, node) = (name(port), name(port));
+    let mut args = vec![
+        "--bind",
+        &bind,
+        "--cluster-node",
+        &node,
+        "--tls-disable-verify",
+        "--linger-ms",
+        "200",
+        "--auth-key",
+        key.to_str().unwrap(),
+        "--cluster-token",
+        token.to_str().unwrap(),
+    ];
+    let root = root.map(name);
+    if let Some(root) = &root {
+        args.extend(["--cluster-root", root]);
+    }
+    Relay::start_with(&args).await
+}
+
+#[tokio::test]
+async fn a_cluster_forms_with_cluster_tokens_and_refuses_links_without() {
+    let dir = TempDir::new("auth-cluster");
+    let key = SigningKey::generate(Algorithm::ES256, "k1").unwrap();
+    let key_file = dir.path().join("k1.jwk");
+    std::fs::write(&key_file, key.to_json()).unwrap();
+    let cluster = Claims {
+        cluster: true,
+        ..Default::default()
+    };
+    let token_file = dir.path().join("cluster.jwt");
+    std::fs::write(&token_file, key.sign(&cluster).unwrap()).unwrap();
+
+    let [r, a, b] = moq_test_support::free_udp_ports();
+    let root = member(r, None, &key_file, &token_file).await;
+    let node_a = member(a, Some(r), &key_file, &token_file).await;
+    let node_b = member(b, Some(r), &key_file, &token_file).await;
+
+    // A publisher on A reaches a viewer on B.
+    let live = path(&["live", "clock"]);
+    let (_publisher, producers) = publisher(
+        &node_a,
+        "moqf",
+        &token(&key, "live", &[""], &[]),
+        std::slice::from_ref(&live),
+    )
+    .await;
+    let viewer = connect(&node_b, "https", Some(&token(&key, "live", &[], &[""])))
+        .await
+        .unwrap();
+    active_until(&viewer, &live).await;
+    let mut track = viewer.subscribe(Track::new(live.clone()));
+    producers[0]
+        .append_group()
+        .unwrap()
+        .write_frame(Bytes::from_static(b"across"));
+    let mut group = next_group("a group across the cluster", &mut track).await;
+    assert_eq!(next_frame("a frame", &mut group).await, "across");
+
+    // Discovery and peer links without the cluster role are refused before a session exists.
+    let client_token = token(&key, "", &[""], &[""]);
+    for link in ["/cluster/discovery", "/cluster/peer"] {
+        for token in [None, Some(client_token.as_str())] {
+            let mut url: url::Url = format!("https://127.0.0.1:{r}{link}").parse().unwrap();
+            if let Some(token) = token {
+                url.query_pairs_mut().append_pair("jwt", token);
+            }
+            let refused = timeout("connect", common::client().connect(&url)).await;
+            assert_eq!(refused.err(), Some(Error::Unauthorized), "{link} {token:?}");
+        }
+    }
+    drop((root, node_a, node_b));
+}
