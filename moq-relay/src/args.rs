@@ -112,8 +112,9 @@ impl Args {
             (1, _) => "debug",
             _ => "trace",
         };
-        // quinn is chatty below info.
-        let default = format!("{level},quinn=info,quinn_proto=info");
+        // quinn is chatty below info; web-transport-quinn logs CONNECT URLs (and so tokens)
+        // at debug.
+        let default = format!("{level},quinn=info,quinn_proto=info,web_transport_quinn=info");
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
         tracing_subscriber::fmt()
