@@ -95,13 +95,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
         client,
     })
     .with_context(|| format!("cannot bind {}", args.bind))?;
+    // The query may hold a token (`?jwt=`), which must not reach the terminal or logs.
+    let mut shown = args.url.clone();
+    shown.set_query(None);
     let conn = endpoint
         .connect(&args.url)
         .await
-        .with_context(|| format!("cannot reach {}", args.url))?;
+        .with_context(|| format!("cannot reach {shown}"))?;
     let session = Session::connect(conn)
         .await
-        .with_context(|| format!("session setup with {} failed", args.url))?;
+        .with_context(|| format!("session setup with {shown} failed"))?;
 
     let parts = if args.path.is_empty() {
         vec!["clock".to_string()]

@@ -31,6 +31,7 @@
 //!     locals: locals.clone(),
 //!     remotes: remotes.clone(),
 //!     session: SessionOptions::default(),
+//!     token: None,
 //! })?;
 //! tokio::spawn({
 //!     let cluster = cluster.clone();
@@ -132,6 +133,9 @@ pub struct ClusterConfig {
     /// Options for cluster sessions (cache, linger, limits); `announce` and `router` are set
     /// by the cluster.
     pub session: SessionOptions,
+    /// A JWT with the cluster role, presented (as `?jwt=`) on every link this relay dials,
+    /// for members that verify tokens (docs/auth.md). Never logged.
+    pub token: Option<String>,
 }
 
 /// One relay's part in a cluster: its discovery (as root or as member), its links to the
@@ -152,6 +156,8 @@ struct Inner {
     locals: Origins,
     remotes: Origins,
     session: SessionOptions,
+    /// The token presented on the links this relay dials.
+    token: Option<String>,
     /// Members registered by discovery links (used on the root only).
     registry: Registry,
     members: Mutex<Membership<watch::Sender<bool>>>,
@@ -198,6 +204,7 @@ impl Cluster {
                 locals: config.locals,
                 remotes: config.remotes,
                 session: config.session,
+                token: config.token,
                 registry,
                 members: Mutex::new(Membership::new(is_root)),
             }),
@@ -287,7 +294,11 @@ impl Cluster {
 
     /// Dials `url` from the relay's socket and sets up a session that offers nothing.
     async fn dial(&self, url: &url::Url) -> Result<Session, Error> {
-        let conn = self.inner.dialer.connect(url).await?;
+        let mut url = url.clone();
+        if let Some(token) = &self.inner.token {
+            url.query_pairs_mut().append_pair("jwt", token);
+        }
+        let conn = self.inner.dialer.connect(&url).await?;
         let options = SessionOptions {
             announce: Vec::new(),
             router: None,

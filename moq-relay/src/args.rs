@@ -119,6 +119,22 @@ pub(crate) struct Args {
     #[arg(long, default_value_t = 64, value_name = "N")]
     pub(crate) retry_handshakes: u64,
 
+    /// A JWK file (one key or a JWK set) whose keys verify client tokens; repeatable. With
+    /// any, every client needs a valid token, or a public prefix (docs/auth.md). Without, the
+    /// relay is open to anyone.
+    #[arg(long = "auth-key", value_name = "PATH")]
+    pub(crate) auth_key: Vec<PathBuf>,
+
+    /// A path prefix (parts separated by `/`) that clients without a token may publish and
+    /// subscribe under; repeatable. Only meaningful with --auth-key.
+    #[arg(long = "auth-public", value_name = "PREFIX")]
+    pub(crate) auth_public: Vec<String>,
+
+    /// A file holding a JWT with the cluster role, presented on the cluster links this relay
+    /// dials. Members with --auth-key refuse cluster links without such a token.
+    #[arg(long = "cluster-token", value_name = "PATH")]
+    pub(crate) cluster_token: Option<PathBuf>,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) verbose: u8,
@@ -138,8 +154,9 @@ impl Args {
             (1, _) => "debug",
             _ => "trace",
         };
-        // quinn is chatty below info.
-        let default = format!("{level},quinn=info,quinn_proto=info");
+        // quinn is chatty below info; web-transport-quinn logs CONNECT URLs (and so tokens)
+        // at debug.
+        let default = format!("{level},quinn=info,quinn_proto=info,web_transport_quinn=info");
         let filter = tracing_subscriber::EnvFilter::try_from_default_env()
             .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(default));
         tracing_subscriber::fmt()
@@ -159,6 +176,18 @@ impl Args {
             );
         }
         Ok(())
+    }
+
+    /// The JWT of --cluster-token, if given.
+    pub(crate) fn cluster_token(&self) -> anyhow::Result<Option<String>> {
+        self.cluster_token
+            .as_ref()
+            .map(|path| {
+                std::fs::read_to_string(path)
+                    .map(|token| token.trim().to_string())
+                    .with_context(|| format!("reading --cluster-token {}", path.display()))
+            })
+            .transpose()
     }
 
     /// TLS for outgoing connections.

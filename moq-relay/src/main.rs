@@ -9,6 +9,7 @@
 //! crate, docs/clustering.md): clients reach every broadcast of the cluster through it.
 
 mod args;
+mod auth;
 mod http;
 mod sessions;
 
@@ -83,8 +84,13 @@ async fn run(args: Args) -> anyhow::Result<()> {
     }
     print_banner(addr, &fingerprint, dev, page);
 
+    let auth = auth::Auth::load(&args.auth_key, &args.auth_public)?;
+    if auth.is_none() {
+        tracing::warn!("no --auth-key given: anyone may publish and subscribe to any path");
+    }
     let relay = Relay::new(args.session(), args.limits())
-        .with_announce_limits(args.announce_max_per_session, args.announce_max_total);
+        .with_announce_limits(args.announce_max_per_session, args.announce_max_total)
+        .with_auth(auth);
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -92,6 +98,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
         locals: relay.locals.clone(),
         remotes: relay.remotes.clone(),
         session: relay.options(),
+        token: args.cluster_token()?,
     })?;
     let discovery = tokio::spawn({
         let cluster = cluster.clone();
@@ -181,6 +188,8 @@ struct Relay {
     cluster: Option<Cluster>,
     /// The most paths one client may announce (`--announce-max-per-session`).
     announce_per_session: usize,
+    /// Token verification; `None` when the relay is open.
+    auth: Option<Arc<auth::Auth>>,
 }
 
 impl Relay {
@@ -193,6 +202,14 @@ impl Relay {
             next_session: Arc::default(),
             cluster: None,
             announce_per_session: SessionOptions::default().max_announced_paths,
+            auth: None,
+        }
+    }
+
+    fn with_auth(self, auth: Option<auth::Auth>) -> Self {
+        Self {
+            auth: auth.map(Arc::new),
+            ..self
         }
     }
 
@@ -245,6 +262,8 @@ impl Relay {
                 id,
                 remote = %remote,
                 transport = tracing::field::Empty,
+                root = tracing::field::Empty,
+                kid = tracing::field::Empty,
             );
             let relay = self.clone();
             tokio::spawn(
@@ -269,27 +288,40 @@ impl Relay {
     ) -> Result<(), moq_transfork::Error> {
         // Boxed: the handshake's futures are large and would otherwise stay in this task's
         // state for the whole life of the session.
-        let session = match Box::pin(self.handshake(incoming)).await? {
-            Handshake::Session(session) => session,
+        let (session, scope) = match Box::pin(self.handshake(incoming)).await? {
+            Handshake::Session(session, scope) => (session, scope),
             Handshake::Cluster(cluster, kind, conn) => {
                 slot.established(id, None);
                 return cluster.serve(kind, conn).await;
             }
         };
-        tracing::Span::current().record("transport", tracing::field::display(session.transport()));
-        tracing::info!("session started");
         slot.established(id, Some(&session));
-        // Learn what the client publishes; this ends when the session does.
-        self.locals.serve(&session, Path::new()).await;
-        let reason = session.closed().await;
-        tracing::info!(%reason, "session ended");
-        Ok(())
+        self.run_client(session, scope).await
     }
 
-    /// The QUIC and WebTransport handshakes (bounded in time by the transport), then
-    /// SETUP, or the hand-off of a cluster link.
+    /// The QUIC and WebTransport handshakes (bounded in time by the transport), the token
+    /// check when auth is on, then SETUP; or the hand-off of a cluster link.
     async fn handshake(&self, incoming: Incoming) -> Result<Handshake, moq_transfork::Error> {
-        let conn = incoming.accept().await?;
+        let conn = match &self.auth {
+            // WebTransport: a refused token is answered with 401 before a session exists.
+            Some(auth) => {
+                incoming
+                    .accept_checked(|url| {
+                        let cluster = [LinkKind::Discovery, LinkKind::Peer]
+                            .iter()
+                            .any(|kind| url.path() == kind.url_path());
+                        let token = url.query_pairs().find(|(key, _)| key == "jwt");
+                        let token = token.as_ref().map(|(_, token)| token.as_ref());
+                        if cluster {
+                            auth.is_cluster(token)
+                        } else {
+                            auth.scope(token).is_ok()
+                        }
+                    })
+                    .await?
+            }
+            None => incoming.accept().await?,
+        };
         if let (Some(cluster), Some(kind)) = (&self.cluster, LinkKind::of(&conn)) {
             return Ok(Handshake::Cluster(cluster.clone(), kind, conn));
         }
@@ -303,9 +335,74 @@ impl Relay {
             max_announced_paths: self.announce_per_session,
             ..self.options()
         };
-        Ok(Handshake::Session(
-            Session::accept_with(conn, options).await?,
-        ))
+        let Some(auth) = self.auth.clone() else {
+            let session = Session::accept_with(conn, options).await?;
+            return Ok(Handshake::Session(session, None));
+        };
+        let mut granted = None;
+        let session = Session::accept_authorized(conn, |token| {
+            let scope = auth.scope(token)?;
+            granted = Some(scope.clone());
+            Ok(scoped(options, scope))
+        })
+        .await?;
+        Ok(Handshake::Session(session, granted))
+    }
+
+    /// Runs an accepted client session until it ends; with a `scope`, learns only the paths
+    /// it may publish and closes it with Unauthorized when its token expires.
+    async fn run_client(&self, session: Session, scope: Option<auth::Scope>) -> Result<(), Error> {
+        let span = tracing::Span::current();
+        span.record("transport", tracing::field::display(session.transport()));
+        if let Some(scope) = &scope {
+            span.record("root", scope.root().unwrap_or("(public)"));
+            span.record("kid", scope.kid().unwrap_or("-"));
+        }
+        tracing::info!("session started");
+        let expires_in = scope.as_ref().and_then(auth::Scope::expires_in);
+        // Learn what the client publishes; this ends when the session does.
+        let mut work = std::pin::pin!(async {
+            match &scope {
+                Some(scope) => {
+                    let allow = |path: &Path| scope.may_publish(path);
+                    self.locals.serve_where(&session, Path::new(), allow).await;
+                }
+                None => self.locals.serve(&session, Path::new()).await,
+            }
+            session.closed().await
+        });
+        let expiry = async {
+            match expires_in {
+                Some(delay) => tokio::time::sleep(delay).await,
+                None => std::future::pending().await,
+            }
+        };
+        let reason = tokio::select! {
+            reason = &mut work => reason,
+            () = expiry => {
+                tracing::info!("token expired: closing the session");
+                session.close(Error::Unauthorized);
+                work.await
+            }
+        };
+        tracing::info!(%reason, "session ended");
+        Ok(())
+    }
+}
+
+/// `options` narrowed to `scope`: requests outside its `get` are answered NotFound and only
+/// paths inside it are announced to the client.
+fn scoped(options: SessionOptions, scope: auth::Scope) -> SessionOptions {
+    let router = options.router.map(|inner| {
+        Arc::new(auth::ScopedRouter {
+            inner,
+            scope: scope.clone(),
+        }) as Arc<dyn Router>
+    });
+    SessionOptions {
+        announce_filter: Some(Arc::new(move |path: &Path| scope.may_subscribe(path))),
+        router,
+        ..options
     }
 }
 
@@ -333,8 +430,8 @@ impl Router for ClientRouter {
 
 /// What a finished handshake turned out to be.
 enum Handshake {
-    /// A client session past SETUP.
-    Session(Session),
+    /// A client session past SETUP, with the scope of its token when auth is on.
+    Session(Session, Option<auth::Scope>),
     /// A link from another relay of the cluster, served by the cluster.
     Cluster(Cluster, LinkKind, Connection),
 }

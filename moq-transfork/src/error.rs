@@ -49,6 +49,11 @@ pub enum Error {
     /// peer ignored, such as too many concurrent requests).
     #[error("protocol violation")]
     ProtocolViolation,
+    /// Code 16: the peer presented no valid token, or its token expired, or it asked for
+    /// something its token does not grant where saying so leaks nothing (docs/auth.md). 0.8.0
+    /// leaves the code unused.
+    #[error("unauthorized")]
+    Unauthorized,
     /// Code 64 + n: an application-defined code.
     #[error("application error {0}")]
     App(u32),
@@ -78,6 +83,7 @@ impl Error {
             Self::NotFound => 13,
             Self::WrongSize => 14,
             Self::ProtocolViolation => 15,
+            Self::Unauthorized => 16,
             Self::App(n) => n.saturating_add(64),
             Self::Unknown(code) => *code,
         }
@@ -106,6 +112,7 @@ impl Error {
             13 => Self::NotFound,
             14 => Self::WrongSize,
             15 => Self::ProtocolViolation,
+            16 => Self::Unauthorized,
             64.. => Self::App(code - 64),
             _ => Self::Unknown(code),
         }
@@ -163,6 +170,7 @@ mod tests {
             (Error::NotFound, 13),
             (Error::WrongSize, 14),
             (Error::ProtocolViolation, 15),
+            (Error::Unauthorized, 16),
             (Error::App(0), 64),
             (Error::App(7), 71),
         ];
@@ -170,7 +178,7 @@ mod tests {
             assert_eq!(err.code(), code, "{err:?}");
             assert_eq!(Error::from_code(code).code(), code);
         }
-        for unused in [2, 3, 6, 7, 8, 16, 63] {
+        for unused in [2, 3, 6, 7, 8, 17, 63] {
             assert_eq!(Error::from_code(unused), Error::Unknown(unused));
         }
     }

@@ -32,6 +32,6 @@ pub use origins::Origins;
 #[doc(hidden)]
 pub use session::FuzzReader;
 pub use session::{
-    FetchedGroup, Router, Session, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
-    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
+    AnnounceFilter, FetchedGroup, Router, Session, SessionOptions, DEFAULT_MAX_FRAME_SIZE,
+    DEFAULT_MAX_GROUP_SIZE, DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
 };

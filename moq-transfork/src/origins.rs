@@ -307,6 +307,21 @@ impl Origins {
     /// # Cancel safety
     /// Cancelling withdraws nothing; call it for the life of the session.
     pub async fn serve(&self, session: &Session, prefix: Path) {
+        self.serve_where(session, prefix, |_| true).await;
+    }
+
+    /// As [`serve`](Self::serve), but learns only the paths `allow` accepts: any other path
+    /// the session announces is not routed and not offered to anyone, and is logged (at info)
+    /// each time it is announced. A relay passes the scope of the client's token.
+    ///
+    /// # Cancel safety
+    /// As [`serve`](Self::serve).
+    pub async fn serve_where(
+        &self,
+        session: &Session,
+        prefix: Path,
+        allow: impl Fn(&Path) -> bool,
+    ) {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut announced = session.announced(prefix);
         let mut refused = false;
@@ -315,6 +330,9 @@ impl Origins {
         while let Some(event) = announced.next().await {
             match event {
                 Announced::Active(_) if refused => {}
+                Announced::Active(path) if !allow(&path) => {
+                    tracing::info!(%path, "announce outside the session's scope: not routed");
+                }
                 Announced::Active(path) => {
                     tracing::debug!(%path, "origin announced");
                     if !self.add(&path, id, session) {

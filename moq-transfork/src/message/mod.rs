@@ -26,7 +26,7 @@ pub use announce::{Announce, AnnouncePlease};
 pub use fetch::Fetch;
 pub use group::{FrameHeader, GroupHeader};
 pub use info::{Info, InfoRequest};
-pub use setup::{ClientSetup, Extensions, ServerSetup, Version, Versions};
+pub use setup::{ClientSetup, Extensions, ServerSetup, Version, Versions, TOKEN_EXTENSION};
 pub use stream::{BiStream, UniStream};
 pub use subscribe::{GroupDrop, Subscribe, SubscribeUpdate};
 

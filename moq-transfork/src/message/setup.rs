@@ -169,6 +169,10 @@ impl Decode for Extensions {
     }
 }
 
+/// The CLIENT_SETUP extension that carries the client's token (the `jwt` of a `moqf://` URL):
+/// its payload is the token's UTF-8 bytes (docs/protocol.md). 0.8.0 ignores it.
+pub const TOKEN_EXTENSION: u64 = 0x6a77;
+
 /// CLIENT_SETUP: the first message on the session stream, client to server (spec §6.1).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ClientSetup {

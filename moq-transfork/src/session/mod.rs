@@ -21,7 +21,11 @@ use std::time::Duration;
 
 use tracing::Instrument;
 
-use crate::message::{BiStream, ClientSetup, Extensions, Info, ServerSetup, Version, Versions};
+use bytes::Bytes;
+
+use crate::message::{
+    BiStream, ClientSetup, Extensions, Info, ServerSetup, Version, Versions, TOKEN_EXTENSION,
+};
 use crate::model::{AnnouncedConsumer, Track, TrackConsumer};
 use crate::transport::{Connection, TransportKind};
 use crate::{Error, Path};
@@ -30,7 +34,7 @@ pub use fetched::FetchedGroup;
 #[cfg(feature = "fuzzing")]
 pub use fuzzing::FuzzReader;
 pub use options::{
-    Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
+    AnnounceFilter, Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
     DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
 };
 
@@ -40,6 +44,12 @@ use subscriber::Subscriber;
 
 /// How long the SETUP exchange may take before the connection is dropped.
 const SETUP_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a failed SETUP waits for the peer's close code once its stream is lost.
+const CLOSE_REASON_WAIT: Duration = Duration::from_millis(200);
+
+/// What a SETUP yields: the session stream's halves, the options, and the peer's token.
+type Setup = (Writer, Reader, SessionOptions, Option<String>);
 
 /// An established MoqTransfork session over one QUIC connection (raw QUIC or WebTransport).
 ///
@@ -100,6 +110,8 @@ struct SessionInner {
     conn: Connection,
     publisher: Publisher,
     subscriber: Subscriber,
+    /// The token the peer presented (accepting side).
+    token: Option<String>,
 }
 
 impl Drop for SessionInner {
@@ -127,18 +139,22 @@ impl Session {
         let setup = async move {
             let (send, recv) = opener.open_bi().await?;
             let (mut writer, mut reader) = (Writer::control(send), Reader::new(recv));
+            let mut extensions = Extensions::default();
+            if let Some(token) = opener.client_token() {
+                extensions.insert(TOKEN_EXTENSION, Bytes::copy_from_slice(token.as_bytes()));
+            }
             let client = ClientSetup {
                 versions: Versions(vec![Version::FORK_02]),
-                extensions: Extensions::default(),
+                extensions,
             };
             writer.encode2(&BiStream::Session, &client).await?;
             let server: ServerSetup = reader.decode().await?;
             if server.version != Version::FORK_02 {
                 return Err(Error::Version);
             }
-            Ok((writer, reader))
+            Ok((writer, reader, options, None))
         };
-        Self::start(conn, setup, options).await
+        Self::start(conn, setup).await
     }
 
     /// Runs the server side of SETUP (spec §4) on a freshly accepted connection, with default
@@ -160,6 +176,23 @@ impl Session {
     /// # Errors
     /// As [`Session::accept`].
     pub async fn accept_with(conn: Connection, options: SessionOptions) -> Result<Self, Error> {
+        Self::accept_authorized(conn, |_| Ok(options)).await
+    }
+
+    /// Runs the server side of SETUP and lets `authorize` decide, from the token the client
+    /// presented (see [`Session::token`]), whether to serve it and with which options.
+    ///
+    /// `authorize` runs once CLIENT_SETUP has arrived and before SERVER_SETUP is sent, so the
+    /// options it returns are in force for the client's first request. When it returns an
+    /// error, no SERVER_SETUP is sent and the connection is closed with that error's code
+    /// (a relay uses [`Error::Unauthorized`]).
+    ///
+    /// # Errors
+    /// As [`Session::accept`], and the error `authorize` returns.
+    pub async fn accept_authorized<F>(conn: Connection, authorize: F) -> Result<Self, Error>
+    where
+        F: FnOnce(Option<&str>) -> Result<SessionOptions, Error>,
+    {
         let acceptor = conn.clone();
         let setup = async move {
             let (send, recv) = acceptor.accept_bi().await?;
@@ -173,35 +206,64 @@ impl Session {
                 if !client.versions.0.contains(&Version::FORK_02) {
                     return Err(Error::Version);
                 }
+                // WebTransport carries the token in its request URL, raw QUIC in CLIENT_SETUP.
+                // A payload that is not UTF-8 cannot verify; it stays a (refused) token.
+                let token = acceptor.url_token().or_else(|| {
+                    client
+                        .extensions
+                        .get(TOKEN_EXTENSION)
+                        .map(|token| String::from_utf8_lossy(token).into_owned())
+                });
+                let options = authorize(token.as_deref())?;
                 let server = ServerSetup {
                     version: Version::FORK_02,
                     extensions: Extensions::default(),
                 };
-                writer.encode(&server).await
+                writer.encode(&server).await?;
+                Ok((options, token))
             }
             .await;
-            if let Err(err) = &result {
-                writer.reset(err);
-                reader.stop(err);
+            match result {
+                Ok((options, token)) => Ok((writer, reader, options, token)),
+                Err(err) => {
+                    // A refused client learns why from the connection's close code alone.
+                    if err != Error::Unauthorized {
+                        writer.reset(&err);
+                        reader.stop(&err);
+                    }
+                    Err(err)
+                }
             }
-            result.map(|()| (writer, reader))
         };
-        Self::start(conn, setup, options).await
+        Self::start(conn, setup).await
     }
 
     /// Runs `setup` within [`SETUP_TIMEOUT`], then starts the session on its session stream,
     /// or closes the connection with the setup's error.
     async fn start(
         conn: Connection,
-        setup: impl std::future::Future<Output = Result<(Writer, Reader), Error>>,
-        options: SessionOptions,
+        setup: impl std::future::Future<Output = Result<Setup, Error>>,
     ) -> Result<Self, Error> {
-        let result = tokio::time::timeout(SETUP_TIMEOUT, setup)
-            .await
-            .unwrap_or_else(|_| Err(Error::Transport("setup timed out".into())));
+        let Ok(result) = tokio::time::timeout(SETUP_TIMEOUT, setup).await else {
+            let err = Error::Transport("setup timed out".into());
+            conn.close(err.code(), &err.to_string());
+            return Err(err);
+        };
         match result {
-            Ok((writer, reader)) => Ok(Self::run_session(conn, writer, reader, options)),
+            Ok((writer, reader, options, token)) => {
+                Ok(Self::run_session(conn, writer, reader, options, token))
+            }
             Err(err) => {
+                // A server that refuses a client closes the connection during SETUP: report
+                // the server's code (say Unauthorized) rather than the lost or dropped stream.
+                let err = match err {
+                    Error::Transport(_) | Error::Cancel => {
+                        tokio::time::timeout(CLOSE_REASON_WAIT, conn.closed())
+                            .await
+                            .unwrap_or(err)
+                    }
+                    err => err,
+                };
                 conn.close(err.code(), &err.to_string());
                 Err(err)
             }
@@ -213,6 +275,7 @@ impl Session {
         writer: Writer,
         reader: Reader,
         options: SessionOptions,
+        token: Option<String>,
     ) -> Self {
         let span = tracing::info_span!(
             "session",
@@ -236,8 +299,16 @@ impl Session {
                 conn,
                 publisher,
                 subscriber,
+                token,
             }),
         }
+    }
+
+    /// The token the client presented, on the accepting side: the `jwt` query parameter of
+    /// its WebTransport URL, or its CLIENT_SETUP token extension on raw QUIC. `None` when it
+    /// presented none, and on the connecting side. Never log it.
+    pub fn token(&self) -> Option<&str> {
+        self.inner.token.as_deref()
     }
 
     /// Which transport carries the session.

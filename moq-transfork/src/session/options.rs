@@ -56,6 +56,10 @@ pub const DEFAULT_MAX_RECV_BYTES: u64 = 64 << 20;
 /// backlog (at the overload point of docs/reliability.md, 4 MiB let p99 latency reach 1.9 s).
 pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 2 << 20;
 
+/// Decides which paths a session shows its peer in announcements: a relay passes the scope of
+/// the client's token. Returns true for a path the peer may see.
+pub type AnnounceFilter = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
+
 /// Options of a session, fixed before its first request can arrive.
 #[derive(Clone)]
 pub struct SessionOptions {
@@ -63,6 +67,10 @@ pub struct SessionOptions {
     /// (a relay passes the announcements of all its other sessions). A path offered by
     /// several sources is announced once.
     pub announce: Vec<AnnouncedProducer>,
+    /// When set, only paths it accepts are announced to the peer, whatever their source
+    /// (tracks published on the session included). It does not restrict subscriptions: a
+    /// relay scopes those in its [`Router`].
+    pub announce_filter: Option<AnnounceFilter>,
     /// Where to find tracks not published on the session itself.
     pub router: Option<Arc<dyn Router>>,
     /// The cache window of tracks this session subscribes to.
@@ -116,6 +124,7 @@ impl Default for SessionOptions {
     fn default() -> Self {
         Self {
             announce: Vec::new(),
+            announce_filter: None,
             router: None,
             cache: CacheConfig::default(),
             max_inflight_groups: 8,
@@ -133,6 +142,7 @@ impl fmt::Debug for SessionOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SessionOptions")
             .field("announce", &self.announce.len())
+            .field("announce_filter", &self.announce_filter.is_some())
             .field("router", &self.router.is_some())
             .field("cache", &self.cache)
             .field("max_inflight_groups", &self.max_inflight_groups)

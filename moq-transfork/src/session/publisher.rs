@@ -12,7 +12,7 @@ use futures::FutureExt;
 use super::priority::stream_priority;
 use super::stream::{Reader, Writer};
 use super::subscription::{Subscription, Window};
-use super::{Router, SessionOptions};
+use super::{AnnounceFilter, Router, SessionOptions};
 use crate::message::{
     Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, Info, InfoRequest, Subscribe,
 };
@@ -64,6 +64,8 @@ struct PublisherInner {
     local: AnnouncedProducer,
     /// Announcements offered on behalf of others (a relay's other sessions).
     extra: Vec<AnnouncedProducer>,
+    /// Which paths the peer may see announced (all when `None`).
+    announce_filter: Option<AnnounceFilter>,
     router: Option<Arc<dyn Router>>,
     /// The in-flight window of each subscription the peer makes.
     window: Window,
@@ -88,6 +90,7 @@ impl Publisher {
                 next_publish: 0.into(),
                 local: AnnouncedProducer::new(),
                 extra: options.announce.clone(),
+                announce_filter: options.announce_filter.clone(),
                 router: options.router.clone(),
                 window: Window {
                     groups: options.max_inflight_groups.max(1),
@@ -211,6 +214,10 @@ impl Publisher {
                     Some(more) if !more.is_empty() => events.extend(more),
                     _ => break,
                 }
+            }
+            if let Some(filter) = &self.inner.announce_filter {
+                // Deterministic per path, so a hidden path's end is hidden too.
+                events.retain(|event| filter(event.path()));
             }
             let messages = net_changes(events, &prefix);
             if !messages.is_empty() {

@@ -39,6 +39,8 @@ impl fmt::Display for TransportKind {
 #[derive(Clone, Debug)]
 pub struct Connection {
     inner: Inner,
+    /// The token a client dialled with over raw QUIC, for its CLIENT_SETUP (never logged).
+    token: Option<Arc<str>>,
 }
 
 #[derive(Clone, Debug)]
@@ -55,6 +57,7 @@ impl Connection {
     pub(crate) fn quic(conn: quinn::Connection) -> Self {
         Self {
             inner: Inner::Quic(conn),
+            token: None,
         }
     }
 
@@ -62,6 +65,7 @@ impl Connection {
     pub(crate) fn webtransport(session: web_transport_quinn::Session) -> Self {
         Self {
             inner: Inner::WebTransport(Arc::new(session)),
+            token: None,
         }
     }
 
@@ -69,7 +73,28 @@ impl Connection {
     pub(crate) fn memory(conn: MemoryConnection) -> Self {
         Self {
             inner: Inner::Memory(conn),
+            token: None,
         }
+    }
+
+    /// Carries `token` to the session's CLIENT_SETUP (raw QUIC has no URL to hold it).
+    pub(crate) fn with_token(self, token: Option<Arc<str>>) -> Self {
+        Self { token, ..self }
+    }
+
+    /// The token this client connection presents in its CLIENT_SETUP, if it was dialled with
+    /// one over raw QUIC.
+    pub(crate) fn client_token(&self) -> Option<&str> {
+        self.token.as_deref()
+    }
+
+    /// The `jwt` query parameter of the WebTransport request URL, the token a WebTransport
+    /// client presents; `None` on other transports.
+    pub(crate) fn url_token(&self) -> Option<String> {
+        self.url()?
+            .query_pairs()
+            .find(|(key, _)| key == "jwt")
+            .map(|(_, value)| value.into_owned())
     }
 
     /// The underlying QUIC connection, for the methods both QUIC transports share; `None` in

@@ -6,6 +6,7 @@ use std::time::Duration;
 
 use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use url::Url;
+use web_transport_quinn::http;
 
 use super::connection::Connection;
 use super::tls::{ClientTls, ServerTls, TlsError};
@@ -24,6 +25,9 @@ const DEFAULT_PORT: u16 = 443;
 /// handshake and, on WebTransport, its CONNECT. Keep-alives (or a handshake kept busy with
 /// PINGs) would otherwise let a stalling peer hold an accept task forever.
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// How long a refused WebTransport client has to read its 401 before the connection closes.
+const REJECT_LINGER: Duration = Duration::from_secs(1);
 
 /// The QUIC idle timeout of spec §2.3.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(10);
@@ -261,12 +265,18 @@ impl Endpoint {
     /// Connects to `url`: `https://` runs WebTransport (CONNECT with the URL's path),
     /// `moqf://` raw QUIC; the port defaults to 443 and SNI is the URL's host (spec §1, §11).
     ///
+    /// A token given as `?jwt=TOKEN` is presented on both: WebTransport keeps it in the
+    /// CONNECT `:path`; raw QUIC has no request line, so the session sends it in its
+    /// CLIENT_SETUP (extension [`TOKEN_EXTENSION`](crate::message::TOKEN_EXTENSION)). The URL
+    /// is logged without its query, so the token never is.
+    ///
     /// DNS picks the first address of the socket's family, else the first address: an
     /// IPv4 socket cannot reach `::1`.
     ///
     /// # Errors
     /// [`Error::Transport`] for another scheme, a URL without host, a failed lookup, or a
-    /// failed QUIC, TLS or WebTransport handshake.
+    /// failed QUIC, TLS or WebTransport handshake; [`Error::Unauthorized`] when the server
+    /// answers the WebTransport CONNECT with 401 or 403.
     pub async fn connect(&self, url: &Url) -> Result<Connection, Error> {
         let config = match url.scheme() {
             "https" => &self.client_webtransport,
@@ -283,7 +293,12 @@ impl Endpoint {
             Some(url::Host::Domain(name)) => name.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => return Err(Error::Transport(format!("no host in {url}"))),
+            None => {
+                return Err(Error::Transport(format!(
+                    "no host in {}",
+                    without_query(url)
+                )))
+            }
         };
         let port = url.port().unwrap_or(DEFAULT_PORT);
         let addr = self.resolve(&host, port).await?;
@@ -293,14 +308,23 @@ impl Endpoint {
             .connect_with(config.clone(), addr, &host)
             .map_err(Error::transport)?;
         let conn = connecting.await.map_err(Error::transport)?;
-        tracing::debug!(%url, %addr, "connected");
+        tracing::debug!(url = %without_query(url), %addr, "connected");
 
         if url.scheme() == "moqf" {
-            return Ok(Connection::quic(conn));
+            let token = url
+                .query_pairs()
+                .find(|(key, _)| key == "jwt")
+                .map(|(_, token)| Arc::from(token.as_ref()));
+            return Ok(Connection::quic(conn).with_token(token));
         }
         let session = web_transport_quinn::Session::connect(conn, url.clone())
             .await
-            .map_err(Error::transport)?;
+            .map_err(|err| match refused_status(&err) {
+                Some(http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN) => {
+                    Error::Unauthorized
+                }
+                _ => Error::transport(err),
+            })?;
         Ok(Connection::webtransport(session))
     }
 
@@ -340,6 +364,25 @@ impl Endpoint {
     pub async fn wait_idle(&self) {
         self.quic.wait_idle().await;
     }
+}
+
+/// The HTTP status of a WebTransport CONNECT the server refused, if that is why `err` failed.
+fn refused_status(err: &web_transport_quinn::ClientError) -> Option<http::StatusCode> {
+    use web_transport_quinn::{ClientError, ConnectError};
+    match err {
+        ClientError::HttpError(ConnectError::ErrorStatus(status)) => Some(*status),
+        ClientError::HttpError(ConnectError::ProtoError(
+            web_transport_proto::ConnectError::WrongStatus(status),
+        )) => *status,
+        _ => None,
+    }
+}
+
+/// `url` without its query, which may hold a token, for logs and errors.
+fn without_query(url: &Url) -> Url {
+    let mut url = url.clone();
+    url.set_query(None);
+    url
 }
 
 /// A TLS config that quinn cannot use for QUIC (no TLS 1.3 AES-128-GCM suite).
@@ -390,6 +433,21 @@ impl Incoming {
     /// [`Error::Transport`] when the QUIC, TLS or WebTransport handshake fails or times out, or
     /// the peer negotiated another ALPN (that connection is closed).
     pub async fn accept(self) -> Result<Connection, Error> {
+        self.accept_checked(|_| true).await
+    }
+
+    /// As [`accept`](Self::accept), but a WebTransport CONNECT whose URL `check` refuses is
+    /// answered with HTTP 401, so no session exists (a relay checks the `jwt` parameter here).
+    /// Raw QUIC has no URL: `check` is not asked.
+    ///
+    /// # Errors
+    /// As [`accept`](Self::accept); [`Error::Unauthorized`] for a refused CONNECT (the
+    /// connection is closed with that code once the client has read the answer, or after a
+    /// second).
+    pub async fn accept_checked(
+        self,
+        check: impl FnOnce(&Url) -> bool,
+    ) -> Result<Connection, Error> {
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
         let connecting = self.incoming.accept().map_err(Error::transport)?;
         // Dropping an unfinished handshake closes the connection (code 0).
@@ -408,10 +466,24 @@ impl Incoming {
             Some(ALPN_WEBTRANSPORT) => {
                 let handshake = async {
                     let request = web_transport_quinn::Request::accept(conn.clone()).await?;
-                    request.ok().await
+                    if !check(&request.url) {
+                        request.reject(http::StatusCode::UNAUTHORIZED).await?;
+                        return Ok(None);
+                    }
+                    request.ok().await.map(Some)
                 };
                 match tokio::time::timeout_at(deadline, handshake).await {
-                    Ok(Ok(session)) => Ok(Connection::webtransport(session)),
+                    Ok(Ok(Some(session))) => Ok(Connection::webtransport(session)),
+                    Ok(Ok(None)) => {
+                        // Closing at once could discard the 401 before it is sent.
+                        let _ = tokio::time::timeout(REJECT_LINGER, conn.closed()).await;
+                        let err = Error::Unauthorized;
+                        conn.close(
+                            crate::to_wire(err.code()).try_into().unwrap_or_default(),
+                            b"unauthorized",
+                        );
+                        Err(err)
+                    }
                     Ok(Err(err)) => Err(Error::transport(err)),
                     Err(_) => {
                         let code = Error::Cancel.code();
