@@ -236,6 +236,11 @@ async fn retry_validates_addresses_and_clients_still_connect() {
         let url = format!("{scheme}://127.0.0.1:{port}/");
         let before = retries();
         let _publisher = spawn_lines(&clock, &["--publish", "--tls-disable-verify", &url]);
+        // A subscriber that comes before the announcement is told NotFound and exits.
+        let watcher = try_session(&common::client(), &url.parse().unwrap())
+            .await
+            .unwrap();
+        common::wait_announced(&watcher, &path(&["clock"])).await;
         let mut subscriber = spawn_lines(&clock, &["--tls-disable-verify", &url]);
         let line = subscriber.next_line().await;
         assert!(common::is_clock_line(&line), "{scheme}: {line:?}");

@@ -311,8 +311,9 @@ impl Origins {
     }
 
     /// As [`serve`](Self::serve), but learns only the paths `allow` accepts: any other path
-    /// the session announces is not routed and not offered to anyone, and is logged (at info)
-    /// each time it is announced. A relay passes the scope of the client's token.
+    /// the session announces is not routed and not offered to anyone. The first such path of
+    /// the session is logged at info, the rest at debug, so a client cannot flood the log. A
+    /// relay passes the scope of the client's token.
     ///
     /// # Cancel safety
     /// As [`serve`](Self::serve).
@@ -325,13 +326,19 @@ impl Origins {
         let id = self.inner.next_id.fetch_add(1, Ordering::Relaxed);
         let mut announced = session.announced(prefix);
         let mut refused = false;
+        let mut out_of_scope_logged = false;
         // Every path reported active is reported ended before the stream's last `None`, so
         // nothing needs to be remembered here to withdraw it.
         while let Some(event) = announced.next().await {
             match event {
                 Announced::Active(_) if refused => {}
                 Announced::Active(path) if !allow(&path) => {
-                    tracing::info!(%path, "announce outside the session's scope: not routed");
+                    if out_of_scope_logged {
+                        tracing::debug!(%path, "announce outside the session's scope: not routed");
+                    } else {
+                        out_of_scope_logged = true;
+                        tracing::info!(%path, "announce outside the session's scope: not routed (further ones are logged at debug)");
+                    }
                 }
                 Announced::Active(path) => {
                     tracing::debug!(%path, "origin announced");
