@@ -155,7 +155,8 @@ impl Scope {
 
     /// How long until the token expires; `None` when it never does (or there is none).
     pub(crate) fn expires_in(&self) -> Option<Duration> {
-        let exp = UNIX_EPOCH + Duration::from_secs(self.claims.as_ref()?.exp?);
+        // An `exp` too far to represent never comes.
+        let exp = UNIX_EPOCH.checked_add(Duration::from_secs(self.claims.as_ref()?.exp?))?;
         Some(
             exp.duration_since(SystemTime::now())
                 .unwrap_or(Duration::ZERO),
@@ -244,6 +245,20 @@ mod tests {
             &[],
         );
         assert!(member.may_publish(&path("internal/origins/x")));
+    }
+
+    #[test]
+    fn an_exp_too_far_to_represent_never_comes() {
+        let forever = Claims {
+            exp: Some(u64::MAX),
+            ..Default::default()
+        };
+        assert_eq!(scope(Some(forever), &[]).expires_in(), None);
+        let past = Claims {
+            exp: Some(1),
+            ..Default::default()
+        };
+        assert_eq!(scope(Some(past), &[]).expires_in(), Some(Duration::ZERO));
     }
 
     #[test]
