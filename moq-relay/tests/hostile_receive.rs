@@ -6,15 +6,14 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use common::{path, timeout, wait_announced, Publisher, Relay};
 use moq_transfork::message::{
     Announce, AnnouncePlease, BiStream, FrameHeader, GroupHeader, Info, Subscribe, UniStream,
 };
 use moq_transfork::transport::{Connection, RecvStream, SendStream};
 use moq_transfork::{
-    CacheConfig, Decode, DecodeError, Encode, Error, GroupOrder, Path, Session, SessionOptions,
-    Track,
+    CacheConfig, Decode, Encode, Error, GroupOrder, Path, Session, SessionOptions, Track,
 };
 use tokio::task::JoinHandle;
 
@@ -29,15 +28,8 @@ struct Incoming {
 impl Incoming {
     async fn next<T: Decode>(&mut self) -> T {
         loop {
-            let mut cursor = &self.buf[..];
-            match T::decode(&mut cursor) {
-                Ok(msg) => {
-                    let used = self.buf.len() - cursor.len();
-                    self.buf.advance(used);
-                    return msg;
-                }
-                Err(DecodeError::Short(_)) => {}
-                Err(err) => panic!("bad bytes from the relay: {err}"),
+            if let Some(msg) = common::try_decode(&mut self.buf) {
+                return msg;
             }
             let chunk = timeout("a message", self.recv.read_chunk(usize::MAX)).await;
             self.buf

@@ -8,7 +8,7 @@ mod common;
 
 use std::time::Duration;
 
-use bytes::{Buf, Bytes, BytesMut};
+use bytes::{Bytes, BytesMut};
 use common::{next_frame, next_group, path, timeout, wait_announced, Publisher, Relay, SCHEMES};
 use moq_transfork::coding::limits::{MAX_EXTENSION_SIZE, MAX_MESSAGE_SIZE, MAX_VERSIONS};
 use moq_transfork::coding::{Decode, Encode};
@@ -41,15 +41,8 @@ impl Messages {
     async fn next<T: Decode>(&mut self) -> T {
         timeout("message", async {
             loop {
-                let mut cursor = &self.buf[..];
-                match T::decode(&mut cursor) {
-                    Ok(msg) => {
-                        let used = self.buf.len() - cursor.len();
-                        self.buf.advance(used);
-                        return msg;
-                    }
-                    Err(moq_transfork::DecodeError::Short(_)) => {}
-                    Err(err) => panic!("bad bytes from the relay: {err}"),
+                if let Some(msg) = common::try_decode(&mut self.buf) {
+                    return msg;
                 }
                 let chunk = self.recv.read_chunk(usize::MAX).await.unwrap();
                 self.buf.extend_from_slice(&chunk.expect("stream ended"));

@@ -6,9 +6,9 @@ mod common;
 use std::time::{Duration, Instant};
 
 use bytes::{Buf, Bytes, BytesMut};
-use common::{path, timeout, wait_announced, Publisher, Relay};
+use common::{path, timeout, try_decode, wait_announced, Publisher, Relay};
 use moq_transfork::message::{BiStream, GroupDrop, Info, Subscribe};
-use moq_transfork::{Decode, DecodeError, Encode, GroupOrder, Track};
+use moq_transfork::{Encode, GroupOrder, Track};
 use tokio::sync::mpsc;
 
 const NORMAL_SUBSCRIBERS: usize = 10;
@@ -31,20 +31,6 @@ const MAX_LATENCY: Duration = Duration::from_millis(1000);
 /// Without dropping, the stalled subscriber alone would pin all of them (measured: +6.8 MiB);
 /// with it, the relay holds at most 8 in-flight groups for it plus its cache (about 2 MiB).
 const MAX_RSS_GROWTH_KIB: u64 = 7 * 512;
-
-/// Decodes one `T` from the front of `buf` if it is complete.
-fn try_decode<T: Decode>(buf: &mut BytesMut) -> Option<T> {
-    let mut cursor = &buf[..];
-    match T::decode(&mut cursor) {
-        Ok(msg) => {
-            let used = buf.len() - cursor.len();
-            buf.advance(used);
-            Some(msg)
-        }
-        Err(DecodeError::Short(_)) => None,
-        Err(err) => panic!("bad bytes from the relay: {err}"),
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_stalled_subscriber_delays_nobody_and_costs_bounded_memory() {

@@ -6,7 +6,7 @@ use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use bytes::Bytes;
+use bytes::{Buf, Bytes, BytesMut};
 use moq_transfork::transport::{ClientTls, Connection, Endpoint, EndpointConfig};
 use moq_transfork::{Path, Session, SessionOptions};
 use tokio::io::{AsyncBufReadExt, BufReader};
@@ -277,4 +277,19 @@ pub async fn expect_announcement(
         panic!("announcements ended before {event:?}");
     })
     .await;
+}
+
+/// Decodes one `T` from the front of `buf` and consumes its bytes, or `None` while it is
+/// incomplete. Bytes the relay should never send fail the test.
+pub fn try_decode<T: moq_transfork::Decode>(buf: &mut BytesMut) -> Option<T> {
+    let mut cursor = &buf[..];
+    match T::decode(&mut cursor) {
+        Ok(msg) => {
+            let used = buf.len() - cursor.len();
+            buf.advance(used);
+            Some(msg)
+        }
+        Err(moq_transfork::DecodeError::Short(_)) => None,
+        Err(err) => panic!("bad bytes from the relay: {err}"),
+    }
 }
