@@ -167,6 +167,65 @@ async fn total_limit_refuses_floods_at_no_cost() {
     );
 }
 
+/// A QUIC connection to `addr` from `ip` with `alpn` that completes the QUIC handshake and then
+/// sends nothing: no WebTransport CONNECT (`h3`) or no CLIENT_SETUP (`moqf-02`). The client
+/// keeps the connection alive, so only the relay can end it.
+async fn stalled_connection(
+    ip: &str,
+    addr: std::net::SocketAddr,
+    alpn: &[u8],
+) -> quinn::Connection {
+    let tls = ClientTls::disable_verify().client_config(alpn).unwrap();
+    let crypto = quinn::crypto::rustls::QuicClientConfig::try_from(tls).unwrap();
+    let mut transport = quinn::TransportConfig::default();
+    transport.keep_alive_interval(Some(Duration::from_secs(1)));
+    let mut config = quinn::ClientConfig::new(std::sync::Arc::new(crypto));
+    config.transport_config(std::sync::Arc::new(transport));
+    let mut endpoint = quinn::Endpoint::client(format!("{ip}:0").parse().unwrap()).unwrap();
+    endpoint.set_default_client_config(config);
+    let connecting = endpoint.connect(addr, "localhost").unwrap();
+    timeout("a QUIC handshake", connecting).await.unwrap()
+}
+
+/// How long the relay gives a connection to finish the QUIC, WebTransport and SETUP handshakes.
+const HANDSHAKE_DEADLINE: Duration = Duration::from_secs(10);
+
+#[tokio::test]
+async fn stalled_handshakes_are_closed_and_give_their_place_back() {
+    common::init_tracing();
+    let relay = Relay::start_with(&["--linger-ms", "200", "--max-sessions-per-ip", "2"]).await;
+    let mut healthy = Healthy::start(&relay, "moqf").await;
+
+    // Two connections that never start a session fill the address's places.
+    let started = Instant::now();
+    let stalled_wt = stalled_connection("127.0.2.1", relay.addr, b"h3").await;
+    let stalled_moqf = stalled_connection("127.0.2.1", relay.addr, b"moqf-02").await;
+    let crowd = client_at("127.0.2.1");
+    assert_refused(&crowd, &relay.url("moqf")).await;
+    healthy.delivers().await;
+
+    // The relay closes both at its deadline, with an application close of its own.
+    for (name, conn) in [("h3", &stalled_wt), ("moqf-02", &stalled_moqf)] {
+        let reason = tokio::time::timeout(HANDSHAKE_DEADLINE * 2, conn.closed())
+            .await
+            .unwrap_or_else(|_| panic!("{name}: a stalled handshake was never closed"));
+        let elapsed = started.elapsed();
+        assert!(
+            matches!(reason, quinn::ConnectionError::ApplicationClosed(_)),
+            "{name}: not closed by the relay: {reason}"
+        );
+        assert!(
+            elapsed >= HANDSHAKE_DEADLINE - Duration::from_secs(1),
+            "{name}: closed after {elapsed:?}, before the deadline"
+        );
+        eprintln!("{name}: closed after {elapsed:?}: {reason}");
+    }
+
+    // Their places are free again, and the healthy pair never stopped.
+    let _admitted = session_when_admitted(&crowd, &relay.url("moqf")).await;
+    healthy.delivers().await;
+}
+
 /// A relay started with `args` whose log (at debug for the relay) goes to a file.
 async fn relay_logging(args: &[&str], log: &std::path::Path) -> (tokio::process::Child, u16) {
     let mut child = tokio::process::Command::new(common::relay_binary())
