@@ -28,6 +28,11 @@ use tracing::Instrument;
 use args::Args;
 use sessions::Admission;
 
+/// jemalloc, with background threads that return freed pages to the system while the relay
+/// idles: glibc's per-thread arenas keep the memory of churned connections resident.
+#[global_allocator]
+static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
+
 /// How long shutdown waits for sessions to acknowledge the close.
 const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
 
