@@ -44,8 +44,8 @@ fn with_file(
     text: &str,
 ) -> anyhow::Result<Args> {
     let in_file = |err: anyhow::Error| err.context(format!("--config {}", path.display()));
-    let table: toml::Table = toml::from_str(text)
-        .map_err(|err| in_file(anyhow!("{}", err.to_string().trim_end())))?;
+    let table: toml::Table =
+        toml::from_str(text).map_err(|err| in_file(anyhow!("{}", err.to_string().trim_end())))?;
     let command = Args::command();
     for (key, value) in &table {
         let arg = command
@@ -192,7 +192,11 @@ mod tests {
 
     #[test]
     fn flags_win_over_the_file_key_by_key() {
-        let args = load(&["--linger-ms", "7", "--tls-cert", "c.pem"], "linger_ms = 5\ntls_cert = [\"a.pem\", \"b.pem\"]\nmax_sessions = 3").unwrap();
+        let args = load(
+            &["--linger-ms", "7", "--tls-cert", "c.pem"],
+            "linger_ms = 5\ntls_cert = [\"a.pem\", \"b.pem\"]\nmax_sessions = 3",
+        )
+        .unwrap();
         assert_eq!(args.linger_ms, 7);
         assert_eq!(args.tls_cert, [Path::new("c.pem")]);
         assert_eq!(args.max_sessions, 3);
@@ -202,7 +206,10 @@ mod tests {
     fn unknown_and_misspelled_keys_are_named() {
         let err = load(&[], "bind = \"127.0.0.1:1\"\nlinger = 5").unwrap_err();
         let text = format!("{err:#}");
-        assert!(text.contains("relay.toml") && text.contains("unknown key `linger`"), "{text}");
+        assert!(
+            text.contains("relay.toml") && text.contains("unknown key `linger`"),
+            "{text}"
+        );
         let err = format!("{:#}", load(&[], "tls-cert = [\"a\"]").unwrap_err());
         assert!(err.contains("keys use `_`: `tls_cert`"), "{err}");
         let err = format!("{:#}", load(&[], "config = \"other.toml\"").unwrap_err());
@@ -230,12 +237,20 @@ mod tests {
         let example = include_str!("../../deploy/moq-relay.toml");
         let uncommented: String = example
             .lines()
-            .map(|line| line.strip_prefix("# ").filter(|rest| rest.contains(" = ")).unwrap_or(line))
+            .map(|line| {
+                line.strip_prefix("# ")
+                    .filter(|rest| rest.contains(" = "))
+                    .unwrap_or(line)
+            })
             .map(|line| format!("{line}\n"))
             .collect();
         let table: toml::Table = toml::from_str(&uncommented).unwrap();
         for arg in Args::command().get_arguments().filter(|arg| settable(arg)) {
-            assert!(table.contains_key(arg.get_id().as_str()), "deploy/moq-relay.toml lacks {}", arg.get_id());
+            assert!(
+                table.contains_key(arg.get_id().as_str()),
+                "deploy/moq-relay.toml lacks {}",
+                arg.get_id()
+            );
         }
         load(&[], example).unwrap();
         load(&[], &uncommented).unwrap();

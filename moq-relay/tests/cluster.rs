@@ -484,7 +484,10 @@ async fn a_draining_member_leaves_the_cluster_at_once() {
     for (label, _, announcements) in &mut watchers {
         // A dead link would take LINK_IDLE_TIMEOUT (4 s); A is alive and draining for 30 s.
         unannounced(announcements, &live, Duration::from_secs(3)).await;
-        eprintln!("withdrawn on {label} {:?} after the drain began", drained.elapsed());
+        eprintln!(
+            "withdrawn on {label} {:?} after the drain began",
+            drained.elapsed()
+        );
     }
     // A's own clients are still served.
     let mut group = producer.append_group().expect("group");

@@ -112,7 +112,11 @@ async fn a_second_signal_exits_at_once() {
     relay.signal("INT");
     let status = relay.exit_within(Duration::from_secs(3)).await;
     assert!(status.success(), "{status}");
-    assert!(second.elapsed() < Duration::from_secs(2), "{:?}", second.elapsed());
+    assert!(
+        second.elapsed() < Duration::from_secs(2),
+        "{:?}",
+        second.elapsed()
+    );
     relay.wait_log(skip, "second signal").await;
     drop(session);
 }

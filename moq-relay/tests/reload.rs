@@ -66,7 +66,14 @@ impl Files {
 
     async fn relay(&self) -> Process {
         let (cert, key) = (self.cert.to_str().unwrap(), self.key.to_str().unwrap());
-        let args = ["--bind", "127.0.0.1:0", "--tls-cert", cert, "--tls-key", key];
+        let args = [
+            "--bind",
+            "127.0.0.1:0",
+            "--tls-cert",
+            cert,
+            "--tls-key",
+            key,
+        ];
         Process::start(&args, &[]).await
     }
 }
@@ -91,8 +98,14 @@ async fn new_connections_see_the_replaced_certificate_while_old_sessions_flow() 
     relay.wait_log(skip, "certificates reloaded").await;
 
     for scheme in ["moqf", "https"] {
-        assert!(connects(&relay, &second, scheme).await, "{scheme}: new certificate");
-        assert!(!connects(&relay, &first, scheme).await, "{scheme}: old certificate");
+        assert!(
+            connects(&relay, &second, scheme).await,
+            "{scheme}: new certificate"
+        );
+        assert!(
+            !connects(&relay, &first, scheme).await,
+            "{scheme}: old certificate"
+        );
     }
     // The sessions set up with the first certificate are untouched.
     for n in 0..3 {
@@ -110,7 +123,10 @@ async fn broken_or_mismatched_files_keep_the_current_certificate() {
     let skip = relay.lines();
     std::fs::write(&files.cert, "-----BEGIN GARBAGE-----\n").unwrap();
     let error = relay.wait_log(skip, "certificate reload failed").await;
-    assert!(error.contains("ERROR") && error.contains("cert.pem"), "{error}");
+    assert!(
+        error.contains("ERROR") && error.contains("cert.pem"),
+        "{error}"
+    );
     assert!(connects(&relay, &good, "moqf").await);
 
     // A valid certificate whose key is not the one on disk: refused, the old one stays.

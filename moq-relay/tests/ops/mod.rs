@@ -75,7 +75,12 @@ impl Process {
         let what = format!("{needle:?} in the relay's output");
         let found = timeout(&what, async {
             loop {
-                if let Some(line) = log.borrow_and_update().iter().skip(skip).find(|l| l.contains(needle)) {
+                if let Some(line) = log
+                    .borrow_and_update()
+                    .iter()
+                    .skip(skip)
+                    .find(|l| l.contains(needle))
+                {
                     return line.clone();
                 }
                 if log.changed().await.is_err() {
@@ -99,7 +104,9 @@ impl Process {
         let conn = timeout("connect", client.connect(&self.url(scheme)))
             .await
             .expect("connect");
-        timeout("setup", Session::connect(conn)).await.expect("setup")
+        timeout("setup", Session::connect(conn))
+            .await
+            .expect("setup")
     }
 
     /// Sends `signal` (for example "TERM") to the relay.

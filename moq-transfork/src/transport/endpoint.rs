@@ -8,8 +8,8 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use url::Url;
 use web_transport_quinn::http;
 
-use super::connection::Connection;
 use super::certs::CertResolver;
+use super::connection::Connection;
 use super::tls::{self, ClientTls, ServerTls, TlsError};
 use crate::Error;
 

@@ -12,8 +12,8 @@ use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, KeyLogFile, RootCertStore};
 use sha2::{Digest, Sha256};
 
-use super::endpoint::{ALPN_QUIC, ALPN_WEBTRANSPORT};
 use super::certs::CertResolver;
+use super::endpoint::{ALPN_QUIC, ALPN_WEBTRANSPORT};
 use super::verify::{LooseVerifier, Pin};
 
 /// How long a generated certificate stays valid. Browsers accept a certificate pinned with
