@@ -60,9 +60,19 @@ pub(crate) struct Reloader {
 impl Reloader {
     /// Installs the SIGHUP handler and, for files, watches their directories. Call it early:
     /// without the handler a SIGHUP would end the process.
+    ///
+    /// # Errors
+    /// When the SIGHUP handler cannot be installed.
     pub(crate) fn new(certs: Arc<CertResolver>, source: Source) -> anyhow::Result<Self> {
         let changes = match &source {
-            Source::Files { certs, keys } => Some(watch(certs.iter().chain(keys))?),
+            // Without a watcher (inotify exhausted, say) SIGHUP still works: run on.
+            Source::Files { certs, keys } => match watch(certs.iter().chain(keys)) {
+                Ok(changes) => Some(changes),
+                Err(err) => {
+                    tracing::warn!("{err:#}: certificates reload on SIGHUP only");
+                    None
+                }
+            },
             Source::Generated(_) => None,
         };
         Ok(Self {
