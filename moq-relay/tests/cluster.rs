@@ -496,6 +496,37 @@ async fn a_draining_member_leaves_the_cluster_at_once() {
     drop((root, node_a, node_b));
 }
 
+/// The root drains: the members withdraw its broadcast at once, and go on reaching each
+/// other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_root_leaves_the_cluster_at_once() {
+    let certs = Certs::new();
+    let client = certs.client();
+    let [r, a, b, _] = free_ports();
+    let root = Relay::start("root", &certs, r, None, true).await;
+    let node_a = Relay::start("A", &certs, a, Some(r), true).await;
+    let node_b = Relay::start("B", &certs, b, Some(r), true).await;
+
+    let on_root_session = root.connect(&client).await;
+    let _on_root = publish(&on_root_session, &path("root"));
+    let on_a_session = node_a.connect(&client).await;
+    let on_a = publish(&on_a_session, &path("a"));
+    let (session, mut announcements) = watcher(&node_b, &client).await;
+    let mut from_a = session.announced(Path::new());
+    announced(&mut announcements, &path("root")).await;
+    announced(&mut from_a, &path("a")).await;
+
+    root.signal("TERM");
+    root.wait_log("withdrawing").await;
+    unannounced(&mut announcements, &path("root"), Duration::from_secs(3)).await;
+    // A's broadcast still reaches B.
+    let mut track = session.subscribe(Track::new(path("a")));
+    let mut group = on_a.append_group().expect("group");
+    group.write_frame(frame("still here"));
+    assert_eq!(first_frame(&mut track).await, "still here");
+    drop((root, node_a, node_b));
+}
+
 /// The root dies while media flows from A to B: the flow goes on. The root comes back: a new
 /// node D joins and reaches a broadcast on A.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
