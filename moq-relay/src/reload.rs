@@ -190,3 +190,23 @@ fn watch<'a>(
     }
     Ok((watcher, rx))
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(start_paused = true)]
+    async fn the_generated_certificate_is_renewed_daily() {
+        let source = Source::Generated(vec!["localhost".into()]);
+        let certs = Arc::new(CertResolver::new(source.load().unwrap()));
+        let first = certs.current().fingerprints();
+        tokio::spawn(Reloader::new(certs.clone(), source).unwrap().run());
+        tokio::time::sleep(RENEW_EVERY - Duration::from_secs(1)).await;
+        assert_eq!(certs.current().fingerprints(), first, "renewed too early");
+        tokio::time::sleep(Duration::from_secs(2)).await;
+        let second = certs.current().fingerprints();
+        assert_ne!(second, first, "not renewed after a day");
+        tokio::time::sleep(RENEW_EVERY).await;
+        assert_ne!(certs.current().fingerprints(), second, "renewed only once");
+    }
+}
