@@ -161,6 +161,8 @@ struct Inner {
     /// Members registered by discovery links (used on the root only).
     registry: Registry,
     members: Mutex<Membership<watch::Sender<bool>>>,
+    /// Set once by [`Cluster::withdraw`].
+    withdrawn: watch::Sender<bool>,
 }
 
 impl fmt::Debug for Cluster {
@@ -207,6 +209,7 @@ impl Cluster {
                 token: config.token,
                 registry,
                 members: Mutex::new(Membership::new(is_root)),
+                withdrawn: watch::channel(false).0,
             }),
         })
     }
@@ -221,6 +224,23 @@ impl Cluster {
         self.inner.node.as_deref()
     }
 
+    /// Leaves the cluster for good, as a draining relay does: the root stops announcing this
+    /// relay, so every member drops its link to it and withdraws its broadcasts at once.
+    ///
+    /// A member closes its discovery link and never redials the root; the root removes itself
+    /// from its registry (and goes on serving discovery to the others). Links this relay
+    /// dialed to other members stay up, so its clients keep receiving their broadcasts until
+    /// the relay exits. Calling it again does nothing.
+    pub fn withdraw(&self) {
+        if self.inner.withdrawn.send_replace(true) {
+            return;
+        }
+        tracing::info!("cluster: withdrawing this relay");
+        if let (None, Some(node)) = (&self.inner.root, self.node()) {
+            self.inner.registry.remove(&origin_path(node));
+        }
+    }
+
     fn members(&self) -> MutexGuard<'_, Membership<watch::Sender<bool>>> {
         self.inner
             .members
@@ -229,8 +249,8 @@ impl Cluster {
     }
 
     /// Runs discovery for as long as the relay runs: on the root, follows its registry; on a
-    /// member, keeps a discovery link to the root, redialed with backoff. Links to members
-    /// are started and stopped as they join and leave.
+    /// member, keeps a discovery link to the root, redialed with backoff, until
+    /// [`Cluster::withdraw`]. Links to members are started and stopped as they join and leave.
     ///
     /// # Cancel safety
     /// Dropping this future stops discovery but not the links already started.

@@ -12,13 +12,19 @@ use crate::{member_name, origin_path, origins_prefix, Cluster};
 impl Cluster {
     /// On a member: keeps a discovery link to the root at `root`, redialed with backoff.
     pub(crate) async fn discover_through(&self, root: &Url) {
+        let mut withdrawn = self.inner.withdrawn.subscribe();
         let mut backoff = Backoff::new();
-        loop {
-            match self.dial(root).await {
+        while !*withdrawn.borrow() {
+            let dialed = tokio::select! {
+                dialed = self.dial(root) => dialed,
+                _ = withdrawn.wait_for(|withdrawn| *withdrawn) => return,
+            };
+            match dialed {
                 Ok(session) => {
                     backoff.reset();
                     tracing::info!("cluster: root link up ({root})");
-                    let reason = self.discover(&session).await;
+                    let reason = self.discover(&session, &mut withdrawn).await;
+                    // Closing the link is what withdraws this relay: the root forgets it.
                     session.close(Error::Cancel);
                     // Keep every member and its link: media between members must not depend
                     // on the root.
@@ -27,13 +33,16 @@ impl Cluster {
                 }
                 Err(err) => tracing::warn!("cluster: cannot reach the root {root}: {err}"),
             }
-            tokio::time::sleep(backoff.next_delay()).await;
+            tokio::select! {
+                () = tokio::time::sleep(backoff.next_delay()) => {}
+                _ = withdrawn.wait_for(|withdrawn| *withdrawn) => return,
+            }
         }
     }
 
     /// Advertises this relay on a discovery link and follows the members the root announces,
-    /// until the link ends; returns why.
-    async fn discover(&self, session: &Session) -> Error {
+    /// until the link ends or this relay is `withdrawn`; returns why.
+    async fn discover(&self, session: &Session, withdrawn: &mut watch::Receiver<bool>) -> Error {
         // The producer must live as long as the link: dropping it would end the track and
         // withdraw the advertisement (the bug of 0.6.15, spec §10.4).
         let _origin = match self.node() {
@@ -52,6 +61,9 @@ impl Cluster {
             let first = tokio::select! {
                 biased;
                 err = session.closed() => return err,
+                _ = withdrawn.wait_for(|withdrawn| *withdrawn) => {
+                    return Error::Transport("withdrawn from the cluster".into())
+                }
                 event = announced.next() => event,
             };
             // When the announce stream ends, every member is reported `Ended` at once, then

@@ -5,12 +5,14 @@ use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
 use axum::routing::get;
 use axum::Router;
+use moq_transfork::transport::CertResolver;
 
 /// What the HTTP endpoint serves besides the page.
 pub(crate) struct Site {
-    /// The development certificate's SHA-256 as lowercase hex, served at `/fingerprint` so a
-    /// browser can pin it with `serverCertificateHashes`; `None` for a real certificate.
-    pub(crate) fingerprint: Option<String>,
+    /// The certificates whose first SHA-256 (lowercase hex) is served at `/fingerprint`, so a
+    /// browser can pin the development certificate with `serverCertificateHashes`; it follows
+    /// the certificate as it is renewed. `None` for a real certificate.
+    pub(crate) fingerprint: Option<std::sync::Arc<CertResolver>>,
 }
 
 const HTML: &str = "text/html; charset=utf-8";
@@ -35,10 +37,12 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, site: Site) {
 
 fn router(site: Site) -> Router {
     let mut app = Router::new();
-    if let Some(fingerprint) = site.fingerprint {
+    if let Some(certs) = site.fingerprint {
         app = app.route(
             "/fingerprint",
             get(move || async move {
+                let fingerprint = certs.current().fingerprints().into_iter().next();
+                let fingerprint = fingerprint.unwrap_or_default();
                 (
                     [
                         (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),

@@ -10,18 +10,20 @@
 
 mod args;
 mod auth;
+mod config;
+mod drain;
 mod http;
+mod reload;
 mod sessions;
+mod systemd;
 
 use std::net::SocketAddr;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
-use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
-use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming, ServerTls};
+use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming};
 use moq_transfork::{Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer};
 use tracing::Instrument;
 
@@ -33,12 +35,15 @@ use sessions::Admission;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-/// How long shutdown waits for sessions to acknowledge the close.
-const SHUTDOWN_GRACE: Duration = Duration::from_secs(3);
-
 #[tokio::main]
 async fn main() -> std::process::ExitCode {
-    let args = Args::parse();
+    let args = match config::load() {
+        Ok(args) => args,
+        Err(err) => {
+            eprintln!("moq-relay: error: {err:#}");
+            return std::process::ExitCode::FAILURE;
+        }
+    };
     args.init_logging();
     match run(args).await {
         Ok(()) => std::process::ExitCode::SUCCESS,
@@ -51,12 +56,19 @@ async fn main() -> std::process::ExitCode {
 
 async fn run(args: Args) -> anyhow::Result<()> {
     args.check()?;
-    let (tls, generated) = if args.tls_cert.is_empty() {
+    // Installed first: until then, these signals would end the process outright.
+    let mut signals = drain::Signals::new().context("installing the signal handlers")?;
+    let generated = args.tls_cert.is_empty();
+    let source = if generated {
         let hosts = ["localhost".to_string(), "127.0.0.1".into(), "::1".into()];
-        (ServerTls::self_signed(&hosts)?, true)
+        reload::Source::Generated(hosts.into())
     } else {
-        (ServerTls::load(&args.tls_cert, &args.tls_key)?, false)
+        reload::Source::Files {
+            certs: args.tls_cert.clone(),
+            keys: args.tls_key.clone(),
+        }
     };
+    let tls = source.load()?;
     let fingerprint = tls.fingerprints().into_iter().next().unwrap_or_default();
 
     let endpoint = Endpoint::bind(EndpointConfig {
@@ -66,6 +78,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
     })
     .context("cannot listen on udp")?;
     let addr = endpoint.local_addr().context("local address")?;
+    let certs = endpoint.certificates().context("no server side")?.clone();
+    tokio::spawn(reload::Reloader::new(certs.clone(), source)?.run());
 
     let dev = args.dev || generated;
     let page = dev || args.web;
@@ -74,7 +88,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
             .await
             .with_context(|| format!("cannot listen on tcp {addr} for http"))?;
         let site = http::Site {
-            fingerprint: dev.then(|| fingerprint.clone()),
+            fingerprint: dev.then(|| certs.clone()),
         };
         Some(tokio::spawn(http::serve(listener, site)))
     } else {
@@ -110,17 +124,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
         async move { cluster.run().await }
     });
     let relay = relay.with_cluster(cluster);
+    systemd::ready();
     tokio::select! {
         () = relay.accept_all(&endpoint) => {},
-        signal = shutdown_signal() => {
+        signal = signals.next() => {
             tracing::info!(%signal, "shutting down");
         }
     }
 
-    // Stop accepting, close every session with a clean code, wait briefly for the closes.
-    relay.sessions.close_all(SHUTDOWN_GRACE).await;
-    endpoint.close();
-    let _ = tokio::time::timeout(SHUTDOWN_GRACE, endpoint.wait_idle()).await;
+    // drain starts: tell readiness
+    systemd::stopping();
+    let drain = drain::Drain {
+        endpoint: &endpoint,
+        sessions: &relay.sessions,
+        cluster: relay.cluster.as_ref(),
+        timeout: args.drain_timeout,
+    };
+    drain.run(&mut signals).await;
     discovery.abort();
     if let Some(http) = http {
         http.abort();
@@ -150,29 +170,6 @@ fn print_banner(addr: SocketAddr, fingerprint: &str, dev: bool, page: bool) {
     println!("  certificate SHA-256 fingerprint: {fingerprint}");
     if dev {
         println!("  fingerprint over http: http://{host}:{port}/fingerprint");
-    }
-}
-
-/// Resolves on SIGINT or SIGTERM, with the signal's name.
-async fn shutdown_signal() -> &'static str {
-    #[cfg(unix)]
-    {
-        use tokio::signal::unix::{signal, SignalKind};
-        let (Ok(mut term), Ok(mut int)) = (
-            signal(SignalKind::terminate()),
-            signal(SignalKind::interrupt()),
-        ) else {
-            return std::future::pending().await;
-        };
-        tokio::select! {
-            _ = term.recv() => "SIGTERM",
-            _ = int.recv() => "SIGINT",
-        }
-    }
-    #[cfg(not(unix))]
-    {
-        let _ = tokio::signal::ctrl_c().await;
-        "ctrl-c"
     }
 }
 

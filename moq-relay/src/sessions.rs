@@ -56,6 +56,8 @@ impl fmt::Display for Refusal {
 pub(crate) struct Sessions {
     limits: Limits,
     state: Arc<Mutex<State>>,
+    /// Woken whenever a client session may have ended, for [`Sessions::idle`].
+    changed: Arc<tokio::sync::Notify>,
 }
 
 #[derive(Debug, Default)]
@@ -98,6 +100,7 @@ impl Sessions {
         Self {
             limits,
             state: Arc::default(),
+            changed: Arc::default(),
         }
     }
 
@@ -151,6 +154,27 @@ impl Sessions {
         };
         let _ = tokio::time::timeout(grace, closed).await;
     }
+
+    /// How many client connections are served: live sessions and handshakes in progress
+    /// (cluster links, once set up, are not counted).
+    pub(crate) fn clients(&self) -> usize {
+        let state = self.state();
+        state.live.len() + state.handshaking
+    }
+
+    /// Waits until no client connection is left ([`Sessions::clients`] is 0).
+    pub(crate) async fn idle(&self) {
+        loop {
+            let changed = self.changed.notified();
+            let mut changed = std::pin::pin!(changed);
+            // Registered before the check, so a change in between is not missed.
+            changed.as_mut().enable();
+            if self.clients() == 0 {
+                return;
+            }
+            changed.await;
+        }
+    }
 }
 
 impl Slot {
@@ -167,6 +191,8 @@ impl Slot {
             state.live.insert(id, session.clone());
         }
         self.live = Some(id);
+        drop(state);
+        self.sessions.changed.notify_waiters();
     }
 }
 
@@ -184,6 +210,8 @@ impl Drop for Slot {
                 state.per_address.remove(&self.address);
             }
         }
+        drop(state);
+        self.sessions.changed.notify_waiters();
     }
 }
 

@@ -126,6 +126,8 @@ impl Relay {
             .args(&self.args)
             .env("RUST_LOG", "info,moq_cluster=debug")
             .env("NO_COLOR", "1")
+            // A signalled relay drains longer than any test waits for a withdrawal.
+            .env("MOQ_RELAY_DRAIN_TIMEOUT", "30s")
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
@@ -158,6 +160,17 @@ impl Relay {
         }
         self.log
             .send_modify(|log| log.push("---- killed ----".into()));
+    }
+
+    /// Sends `signal` (for example "TERM") to the process.
+    fn signal(&self, signal: &str) {
+        let pid = self.child.as_ref().and_then(Child::id).expect("running");
+        let status = std::process::Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success());
     }
 
     /// Starts the process again, with the same flags and port.
@@ -436,6 +449,82 @@ async fn dead_member_is_withdrawn_everywhere_and_rejoins() {
     assert_eq!(first_frame(&mut track).await, "after");
 
     drop((root, node_a, node_b, node_c));
+}
+
+/// A member that drains (SIGTERM) leaves the cluster at once: its broadcast is withdrawn on
+/// the root and on B within a second or two, far sooner than a dead link would be noticed,
+/// while its own clients go on being served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_member_leaves_the_cluster_at_once() {
+    let certs = Certs::new();
+    let client = certs.client();
+    let [r, a, b, _] = free_ports();
+    let root = Relay::start("root", &certs, r, None, true).await;
+    let node_a = Relay::start("A", &certs, a, Some(r), true).await;
+    let node_b = Relay::start("B", &certs, b, Some(r), true).await;
+
+    let live = path("live");
+    let publisher = node_a.connect(&client).await;
+    let producer = publish(&publisher, &live);
+    let local = node_a.connect(&client).await;
+    let mut local_track = local.subscribe(Track::new(live.clone()));
+    let mut watchers = Vec::new();
+    for relay in [&root, &node_b] {
+        let (session, mut announcements) = watcher(relay, &client).await;
+        announced(&mut announcements, &live).await;
+        watchers.push((relay.label, session, announcements));
+    }
+    let mut group = producer.append_group().expect("group");
+    group.write_frame(frame("before"));
+    assert_eq!(first_frame(&mut local_track).await, "before");
+
+    node_a.signal("TERM");
+    node_a.wait_log("withdrawing").await;
+    let drained = Instant::now();
+    for (label, _, announcements) in &mut watchers {
+        // A dead link would take LINK_IDLE_TIMEOUT (4 s); A is alive and draining for 30 s.
+        unannounced(announcements, &live, Duration::from_secs(3)).await;
+        eprintln!(
+            "withdrawn on {label} {:?} after the drain began",
+            drained.elapsed()
+        );
+    }
+    // A's own clients are still served.
+    let mut group = producer.append_group().expect("group");
+    group.write_frame(frame("draining"));
+    assert_eq!(first_frame(&mut local_track).await, "draining");
+    drop((root, node_a, node_b));
+}
+
+/// The root drains: the members withdraw its broadcast at once, and go on reaching each
+/// other's.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_draining_root_leaves_the_cluster_at_once() {
+    let certs = Certs::new();
+    let client = certs.client();
+    let [r, a, b, _] = free_ports();
+    let root = Relay::start("root", &certs, r, None, true).await;
+    let node_a = Relay::start("A", &certs, a, Some(r), true).await;
+    let node_b = Relay::start("B", &certs, b, Some(r), true).await;
+
+    let on_root_session = root.connect(&client).await;
+    let _on_root = publish(&on_root_session, &path("root"));
+    let on_a_session = node_a.connect(&client).await;
+    let on_a = publish(&on_a_session, &path("a"));
+    let (session, mut announcements) = watcher(&node_b, &client).await;
+    let mut from_a = session.announced(Path::new());
+    announced(&mut announcements, &path("root")).await;
+    announced(&mut from_a, &path("a")).await;
+
+    root.signal("TERM");
+    root.wait_log("withdrawing").await;
+    unannounced(&mut announcements, &path("root"), Duration::from_secs(3)).await;
+    // A's broadcast still reaches B.
+    let mut track = session.subscribe(Track::new(path("a")));
+    let mut group = on_a.append_group().expect("group");
+    group.write_frame(frame("still here"));
+    assert_eq!(first_frame(&mut track).await, "still here");
+    drop((root, node_a, node_b));
 }
 
 /// The root dies while media flows from A to B: the flow goes on. The root comes back: a new

@@ -133,7 +133,8 @@ async fn real_certificates_are_chosen_by_sni() {
 async fn sigterm_closes_sessions_and_exits_zero() {
     common::init_tracing();
     for signal in ["TERM", "INT"] {
-        let mut relay = Relay::start().await;
+        // No drain (tests/drain.rs): the sessions are closed at once.
+        let mut relay = Relay::start_with(&["--drain-timeout", "0s"]).await;
         let session = relay.session("moqf").await;
         let webtransport = relay.session("https").await;
         relay.signal(signal);

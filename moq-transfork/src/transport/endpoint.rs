@@ -8,8 +8,9 @@ use quinn::crypto::rustls::{QuicClientConfig, QuicServerConfig};
 use url::Url;
 use web_transport_quinn::http;
 
+use super::certs::CertResolver;
 use super::connection::Connection;
-use super::tls::{ClientTls, ServerTls, TlsError};
+use super::tls::{self, ClientTls, ServerTls, TlsError};
 use crate::Error;
 
 /// The ALPN of raw QUIC (spec §1, §2.1).
@@ -191,6 +192,8 @@ pub struct Endpoint {
     /// Client configs are fixed per ALPN, so build them once.
     client_quic: quinn::ClientConfig,
     client_webtransport: quinn::ClientConfig,
+    /// What the server side shows; `None` on a client-only endpoint.
+    certificates: Option<Arc<CertResolver>>,
 }
 
 impl Endpoint {
@@ -212,9 +215,10 @@ impl Endpoint {
         let client_quic = client_config(ALPN_QUIC)?;
         let client_webtransport = client_config(ALPN_WEBTRANSPORT)?;
 
-        let server = match &config.server {
-            Some(server) => {
-                let tls = server.server_config()?;
+        let certificates = config.server.map(|tls| Arc::new(CertResolver::new(tls)));
+        let server = match &certificates {
+            Some(certificates) => {
+                let tls = tls::server_config(certificates.clone())?;
                 let quic = QuicServerConfig::try_from(tls).map_err(tls_unusable)?;
                 let mut server = quinn::ServerConfig::with_crypto(Arc::new(quic));
                 server.transport_config(transport.clone());
@@ -237,7 +241,14 @@ impl Endpoint {
             quic,
             client_quic,
             client_webtransport,
+            certificates,
         })
+    }
+
+    /// The certificates the server side shows, replaceable while it runs (certificate
+    /// reload); `None` on a client-only endpoint.
+    pub fn certificates(&self) -> Option<&Arc<CertResolver>> {
+        self.certificates.as_ref()
     }
 
     /// A handle on the same socket whose *outgoing* connections use `idle` as their QUIC idle

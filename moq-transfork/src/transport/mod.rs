@@ -6,6 +6,7 @@
 //! the way 0.8.0 peers expect (spec §2.4). For tests without sockets, [`memory::pair`] gives
 //! two connected [`Connection`]s in one process.
 
+mod certs;
 mod connection;
 mod endpoint;
 pub mod memory;
@@ -13,6 +14,7 @@ mod stream;
 mod tls;
 mod verify;
 
+pub use certs::CertResolver;
 pub use connection::{Connection, TransportKind};
 pub use endpoint::{
     BindError, Endpoint, EndpointConfig, Incoming, ALPN_QUIC, ALPN_WEBTRANSPORT,

@@ -12,8 +12,9 @@ use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, KeyLogFile, RootCertStore};
 use sha2::{Digest, Sha256};
 
+use super::certs::CertResolver;
 use super::endpoint::{ALPN_QUIC, ALPN_WEBTRANSPORT};
-use super::verify::{LooseVerifier, Pin, SniResolver};
+use super::verify::{LooseVerifier, Pin};
 
 /// How long a generated certificate stays valid. Browsers accept a certificate pinned with
 /// `serverCertificateHashes` only if its validity is shorter than 14 days.
@@ -127,7 +128,8 @@ fn fingerprint(cert: &CertificateDer<'_>) -> String {
 /// requested name, else the last chain (spec §10.1).
 #[derive(Clone, Debug)]
 pub struct ServerTls {
-    keys: Vec<Arc<CertifiedKey>>,
+    /// Never empty: every constructor makes or loads at least one.
+    pub(super) keys: Vec<Arc<CertifiedKey>>,
     generated: bool,
 }
 
@@ -240,29 +242,29 @@ impl ServerTls {
     }
 
     /// A rustls server config: TLS 1.3 only, ALPN `[h3, moqf-02]`, SNI-based certificate choice,
-    /// key log written to `$SSLKEYLOGFILE` if set (spec §2.3).
+    /// key log written to `$SSLKEYLOGFILE` if set (spec §2.3). Its certificates are fixed; an
+    /// [`Endpoint`](super::Endpoint) serves them through a replaceable [`CertResolver`].
     ///
     /// # Errors
-    /// Fails when there are no certificates or rustls rejects the protocol versions.
+    /// Fails when rustls rejects the protocol versions.
     pub fn server_config(&self) -> Result<rustls::ServerConfig, TlsError> {
-        if self.keys.is_empty() {
-            return Err(TlsError::MissingCertificates);
-        }
-        let resolver = SniResolver {
-            keys: self.keys.clone(),
-        };
-        let mut config = rustls::ServerConfig::builder_with_provider(provider())
-            .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_no_client_auth()
-            .with_cert_resolver(Arc::new(resolver));
-        config.alpn_protocols = vec![ALPN_WEBTRANSPORT.to_vec(), ALPN_QUIC.to_vec()];
-        config.key_log = Arc::new(KeyLogFile::new());
-        // No session resumption (nothing here uses 0-RTT): each ticket would be a cache entry
-        // outliving its connection, a relay-wide cache that churn keeps rewriting.
-        config.send_tls13_tickets = 0;
-        config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
-        Ok(config)
+        server_config(Arc::new(CertResolver::new(self.clone())))
     }
+}
+
+/// The server config of [`ServerTls::server_config`], showing what `certs` currently holds.
+pub(super) fn server_config(certs: Arc<CertResolver>) -> Result<rustls::ServerConfig, TlsError> {
+    let mut config = rustls::ServerConfig::builder_with_provider(provider())
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_no_client_auth()
+        .with_cert_resolver(certs);
+    config.alpn_protocols = vec![ALPN_WEBTRANSPORT.to_vec(), ALPN_QUIC.to_vec()];
+    config.key_log = Arc::new(KeyLogFile::new());
+    // No session resumption (nothing here uses 0-RTT): each ticket would be a cache entry
+    // outliving its connection, a relay-wide cache that churn keeps rewriting.
+    config.send_tls13_tickets = 0;
+    config.session_storage = Arc::new(rustls::server::NoServerSessionStorage {});
+    Ok(config)
 }
 
 /// How the client checks a server's certificate.

@@ -1,30 +1,21 @@
-//! Certificate choice on the server and the non-default certificate checks of the client.
+//! Certificate choice by SNI on the server and the non-default certificate checks of the client.
 
 use std::sync::Arc;
 
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::crypto::{verify_tls12_signature, verify_tls13_signature, WebPkiSupportedAlgorithms};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::server::{ClientHello, ParsedCertificate, ResolvesServerCert};
+use rustls::server::ParsedCertificate;
 use rustls::sign::CertifiedKey;
 use rustls::{CertificateError, DigitallySignedStruct, SignatureScheme};
 use sha2::{Digest, Sha256};
 
-/// Picks the certificate for a handshake from the SNI name, as moq-relay does (spec §10.1).
-#[derive(Debug)]
-pub(crate) struct SniResolver {
-    /// Never empty: `ServerTls` refuses to build a config without a certificate.
-    pub(crate) keys: Vec<Arc<CertifiedKey>>,
-}
-
-impl SniResolver {
-    /// The first key whose leaf is valid for `name`, or the last key when none is (spec §10.1).
-    pub(crate) fn choose(&self, name: Option<&str>) -> Option<Arc<CertifiedKey>> {
-        let name = name.and_then(|name| ServerName::try_from(name).ok());
-        let matching =
-            name.and_then(|name| self.keys.iter().find(|key| valid_for(key, &name)).cloned());
-        matching.or_else(|| self.keys.last().cloned())
-    }
+/// The certificate for a handshake asking for SNI `name`: the first of `keys` whose leaf is
+/// valid for `name`, or the last one when none is, as moq-relay does (spec §10.1).
+pub(crate) fn choose(keys: &[Arc<CertifiedKey>], name: Option<&str>) -> Option<Arc<CertifiedKey>> {
+    let name = name.and_then(|name| ServerName::try_from(name).ok());
+    let matching = name.and_then(|name| keys.iter().find(|key| valid_for(key, &name)).cloned());
+    matching.or_else(|| keys.last().cloned())
 }
 
 /// Whether the leaf of `key` names `name` in its subject alternative names.
@@ -38,12 +29,6 @@ fn valid_for(key: &CertifiedKey, name: &ServerName<'_>) -> bool {
         return false;
     };
     rustls::client::verify_server_name(&parsed, name).is_ok()
-}
-
-impl ResolvesServerCert for SniResolver {
-    fn resolve(&self, hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
-        self.choose(hello.server_name())
-    }
 }
 
 /// What a [`LooseVerifier`] requires of the server's leaf certificate.
