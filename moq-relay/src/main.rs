@@ -21,8 +21,9 @@ use std::time::Duration;
 use anyhow::Context;
 use clap::Parser;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming, ServerTls};
-use moq_transfork::{Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer};
+use moq_transfork::{Error, Path, Router, Session, SessionOptions, Track, TrackConsumer};
 use tracing::Instrument;
 
 use args::Args;

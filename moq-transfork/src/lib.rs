@@ -6,7 +6,8 @@
 //! - [`message`]: every message of the wire format, one module per family;
 //! - [`model`]: tracks, groups, frames and announcements, as producer/consumer pairs;
 //! - the session ([`Session`]): the state machines that move the model over streams;
-//! - [`Origins`]: a registry of what sessions announce, to route subscriptions (a relay);
+//! - [`relay`]: relay policy, a registry of what sessions announce ([`relay::Origins`]) that
+//!   routes subscriptions to them;
 //! - [`transport`]: QUIC endpoints, WebTransport and TLS, the only code that touches sockets.
 #![forbid(unsafe_code)]
 #![warn(missing_docs, missing_debug_implementations, unreachable_pub)]
@@ -16,8 +17,9 @@ pub mod coding;
 mod error;
 pub mod message;
 pub mod model;
-mod origins;
+pub mod relay;
 mod session;
+mod sync;
 pub mod transport;
 
 pub use coding::{Decode, DecodeError, Encode, VarInt};
@@ -27,7 +29,6 @@ pub use model::{
     FrameProducer, GroupConsumer, GroupOrder, GroupProducer, Path, Track, TrackConsumer,
     TrackHandle, TrackProducer,
 };
-pub use origins::Origins;
 #[cfg(feature = "fuzzing")]
 #[doc(hidden)]
 pub use session::FuzzReader;

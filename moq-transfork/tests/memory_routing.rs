@@ -16,8 +16,9 @@ use memory_common::{
 };
 use moq_transfork::message::{Announce, BiStream, Fetch, InfoRequest, Subscribe};
 use moq_transfork::model::{Track, TrackConsumer};
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::SendStream;
-use moq_transfork::{Error, Origins, SessionOptions};
+use moq_transfork::{Error, SessionOptions};
 use tokio::time::Instant;
 
 /// How long a peer has to answer with INFO (the crate's documented default).

@@ -7,6 +7,7 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
+use crate::sync::lock;
 use crate::Error;
 
 /// What the sending side has done to the stream.
@@ -72,10 +73,7 @@ impl Pipe {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // No code panics while holding the lock; recover the state anyway.
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.state)
     }
 
     /// Moves as much of `chunk` into the pipe as the window allows, splitting it without
