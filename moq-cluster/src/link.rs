@@ -2,7 +2,7 @@
 //! Both are redialed with backoff when they drop.
 
 use futures::FutureExt;
-use moq_transfork::{Announced, Error, Path, Session, Track};
+use moq_transfork::{Announced, Cause, Error, Path, Session, Track, TransportError};
 use tokio::sync::watch;
 use url::Url;
 
@@ -72,7 +72,9 @@ impl Cluster {
                 }
             }
             if lost {
-                return Error::Transport("the root ended its announcements".into());
+                return Error::Transport(TransportError::Connection(Cause::msg(
+                    "the root ended its announcements",
+                )));
             }
         }
     }

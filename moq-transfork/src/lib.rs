@@ -23,7 +23,7 @@ mod sync;
 pub mod transport;
 
 pub use coding::{Decode, DecodeError, Encode, VarInt};
-pub use error::{from_wire, to_wire, Error};
+pub use error::{from_wire, to_wire, Cause, Error, TransportError};
 pub use model::{
     Announced, AnnouncedConsumer, AnnouncedProducer, CacheBudget, CacheConfig, FrameConsumer,
     FrameProducer, GroupConsumer, GroupOrder, GroupProducer, Path, Track, TrackConsumer,

@@ -285,7 +285,7 @@ async fn an_unanswered_info_request_times_out() {
         .unwrap();
     assert!(matches!(answer, Err(Error::Transport(_))), "{answer:?}");
     assert!(start.elapsed() >= INFO_TIMEOUT);
-    let code = Error::Transport(String::new()).code();
+    let code = Error::Transport(moq_transfork::TransportError::Remote).code();
     assert_eq!(within("STOP_SENDING", send.stopped()).await, Ok(Some(code)));
     assert_eq!(
         within("RESET", request.next::<u64>())
@@ -310,7 +310,7 @@ async fn a_subscribe_without_info_times_out() {
         .expect("the subscription to end");
     assert!(matches!(end, Err(Error::Transport(_))), "{end:?}");
     assert!(start.elapsed() >= INFO_TIMEOUT);
-    let code = Error::Transport(String::new()).code();
+    let code = Error::Transport(moq_transfork::TransportError::Remote).code();
     assert_eq!(within("STOP_SENDING", send.stopped()).await, Ok(Some(code)));
     assert_eq!(
         within("RESET", request.next::<u64>())

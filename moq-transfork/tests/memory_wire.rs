@@ -101,7 +101,7 @@ async fn reset_of_the_session_stream_ends_the_session_with_transport() {
     // Spec §4.4: a reset ends the session with code 4, whatever the reset's code.
     assert_eq!(
         raw.closed().await.code(),
-        Error::Transport(String::new()).code()
+        Error::Transport(moq_transfork::TransportError::Remote).code()
     );
 }
 

@@ -34,7 +34,7 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The error of a request whose INFO did not come within [`INFO_TIMEOUT`].
 fn info_timed_out() -> Error {
-    Error::Transport(format!("no INFO within {} s", INFO_TIMEOUT.as_secs()))
+    Error::timeout("the INFO reply")
 }
 
 /// The subscriber half; cheap to clone.

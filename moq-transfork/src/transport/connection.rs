@@ -175,11 +175,11 @@ impl Connection {
     pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), Error> {
         match &self.inner {
             Inner::Quic(conn) => {
-                let (send, recv) = conn.open_bi().await.map_err(Error::transport)?;
+                let (send, recv) = conn.open_bi().await.map_err(Error::connection)?;
                 Ok((SendStream::quic(send), RecvStream::quic(recv)))
             }
             Inner::WebTransport(session) => {
-                let (send, recv) = session.open_bi().await.map_err(Error::transport)?;
+                let (send, recv) = session.open_bi().await.map_err(Error::connection)?;
                 Ok((
                     SendStream::webtransport(send),
                     RecvStream::webtransport(recv),
@@ -199,10 +199,10 @@ impl Connection {
     pub async fn open_uni(&self) -> Result<SendStream, Error> {
         match &self.inner {
             Inner::Quic(conn) => Ok(SendStream::quic(
-                conn.open_uni().await.map_err(Error::transport)?,
+                conn.open_uni().await.map_err(Error::connection)?,
             )),
             Inner::WebTransport(session) => Ok(SendStream::webtransport(
-                session.open_uni().await.map_err(Error::transport)?,
+                session.open_uni().await.map_err(Error::connection)?,
             )),
             Inner::Memory(conn) => Ok(SendStream::memory(conn.open_uni().await?)),
         }
@@ -215,11 +215,11 @@ impl Connection {
     pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), Error> {
         match &self.inner {
             Inner::Quic(conn) => {
-                let (send, recv) = conn.accept_bi().await.map_err(Error::transport)?;
+                let (send, recv) = conn.accept_bi().await.map_err(Error::connection)?;
                 Ok((SendStream::quic(send), RecvStream::quic(recv)))
             }
             Inner::WebTransport(session) => {
-                let (send, recv) = session.accept_bi().await.map_err(Error::transport)?;
+                let (send, recv) = session.accept_bi().await.map_err(Error::connection)?;
                 Ok((
                     SendStream::webtransport(send),
                     RecvStream::webtransport(recv),
@@ -239,10 +239,10 @@ impl Connection {
     pub async fn accept_uni(&self) -> Result<RecvStream, Error> {
         match &self.inner {
             Inner::Quic(conn) => Ok(RecvStream::quic(
-                conn.accept_uni().await.map_err(Error::transport)?,
+                conn.accept_uni().await.map_err(Error::connection)?,
             )),
             Inner::WebTransport(session) => Ok(RecvStream::webtransport(
-                session.accept_uni().await.map_err(Error::transport)?,
+                session.accept_uni().await.map_err(Error::connection)?,
             )),
             Inner::Memory(conn) => Ok(RecvStream::memory(conn.accept_uni().await?)),
         }
@@ -291,12 +291,12 @@ impl Connection {
                         // the mapped code (spec §2.4).
                         Some(code) => match crate::from_wire(code) {
                             Some(code) => Error::from_code(code),
-                            None => Error::transport(err),
+                            None => Error::connection(err),
                         },
-                        None => Error::transport(err),
+                        None => Error::connection(err),
                     }
                 }
-                err => Error::transport(err),
+                err => Error::connection(err),
             },
             Inner::Memory(conn) => conn.closed().await,
         }
@@ -315,6 +315,6 @@ fn application_code(err: &quinn::ConnectionError) -> Option<u64> {
 fn quic_close_error(err: quinn::ConnectionError) -> Error {
     match application_code(&err).map(u32::try_from) {
         Some(Ok(code)) => Error::from_code(code),
-        _ => Error::transport(err),
+        _ => Error::connection(err),
     }
 }

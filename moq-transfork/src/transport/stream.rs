@@ -7,7 +7,7 @@ use web_transport_quinn::generic::poll::SendStream as _;
 
 use super::memory::{MemoryRecvStream, MemorySendStream};
 use crate::error::{from_wire, to_wire};
-use crate::Error;
+use crate::{Error, TransportError};
 
 /// The MoqTransfork code of a RESET_STREAM or STOP_SENDING code received on raw QUIC.
 ///
@@ -20,15 +20,17 @@ pub(crate) fn decode_code(wire: u64) -> Option<u32> {
 
 /// The code of a received STOP_SENDING, or an error when it cannot be decoded.
 fn stop_code(wire: u64) -> Result<u32, Error> {
-    decode_code(wire)
-        .ok_or_else(|| Error::Transport(format!("stopped with unknown code {wire:#x}")))
+    decode_code(wire).ok_or(Error::Transport(TransportError::UnknownCode {
+        action: "stopped",
+        wire,
+    }))
 }
 
 /// The error for a stream that the peer reset or stopped with a wire code.
-fn remote(wire: u64, what: &str) -> Error {
+fn remote(wire: u64, action: &'static str) -> Error {
     match decode_code(wire) {
         Some(code) => Error::from_code(code),
-        None => Error::Transport(format!("{what} with unknown code {wire:#x}")),
+        None => Error::Transport(TransportError::UnknownCode { action, wire }),
     }
 }
 
@@ -110,8 +112,8 @@ impl SendStream {
     /// [`Error::Transport`] when the stream was already finished or reset.
     pub fn finish(&mut self) -> Result<(), Error> {
         match &mut self.inner {
-            SendInner::Quic(stream) => stream.finish().map_err(Error::transport),
-            SendInner::WebTransport(stream) => stream.finish().map_err(Error::transport),
+            SendInner::Quic(stream) => stream.finish().map_err(Error::write),
+            SendInner::WebTransport(stream) => stream.finish().map_err(Error::write),
             SendInner::Memory(stream) => stream.finish(),
         }
     }
@@ -152,7 +154,7 @@ impl SendStream {
             SendInner::Quic(stream) => match stream.stopped().await {
                 Ok(None) => Ok(None),
                 Ok(Some(wire)) => stop_code(wire.into_inner()).map(Some),
-                Err(err) => Err(Error::transport(err)),
+                Err(err) => Err(Error::write(err)),
             },
             SendInner::WebTransport(stream) => {
                 // The poll form reports an unmappable code (such as a raw 0 from quinn's drop)
@@ -163,7 +165,7 @@ impl SendStream {
                     Err(web_transport_quinn::WriteError::InvalidStopped(wire)) => {
                         stop_code(wire.into_inner()).map(Some)
                     }
-                    Err(err) => Err(Error::transport(err)),
+                    Err(err) => Err(Error::write(err)),
                 }
             }
             SendInner::Memory(stream) => stream.stopped().await,
@@ -219,7 +221,7 @@ impl RecvStream {
             RecvInner::Quic(stream) => match stream.read_chunk(max, true).await {
                 Ok(chunk) => Ok(chunk.map(|chunk| chunk.bytes)),
                 Err(quinn::ReadError::Reset(wire)) => Err(remote(wire.into_inner(), "reset")),
-                Err(err) => Err(Error::transport(err)),
+                Err(err) => Err(Error::read(err)),
             },
             RecvInner::WebTransport(stream) => match stream.read_chunk(max, true).await {
                 Ok(chunk) => Ok(chunk.map(|chunk| chunk.bytes)),
@@ -227,7 +229,7 @@ impl RecvStream {
                 Err(web_transport_quinn::ReadError::InvalidReset(wire)) => {
                     Err(remote(wire.into_inner(), "reset"))
                 }
-                Err(err) => Err(Error::transport(err)),
+                Err(err) => Err(Error::read(err)),
             },
             RecvInner::Memory(stream) => stream.read_chunk(max).await,
         }
@@ -258,7 +260,7 @@ fn wire_code(code: u32) -> quinn::VarInt {
 fn quic_write_error(err: quinn::WriteError) -> Error {
     match err {
         quinn::WriteError::Stopped(wire) => remote(wire.into_inner(), "stopped"),
-        err => Error::transport(err),
+        err => Error::write(err),
     }
 }
 
@@ -268,6 +270,6 @@ fn wt_write_error(err: web_transport_quinn::WriteError) -> Error {
         web_transport_quinn::WriteError::InvalidStopped(wire) => {
             remote(wire.into_inner(), "stopped")
         }
-        err => Error::transport(err),
+        err => Error::write(err),
     }
 }
