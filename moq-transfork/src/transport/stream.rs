@@ -5,6 +5,7 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use web_transport_quinn::generic::poll::SendStream as _;
 
+#[cfg(feature = "test-util")]
 use super::memory::{MemoryRecvStream, MemorySendStream};
 use crate::error::{from_wire, to_wire};
 use crate::{Error, TransportError};
@@ -46,6 +47,7 @@ pub struct SendStream {
 enum SendInner {
     Quic(quinn::SendStream),
     WebTransport(web_transport_quinn::SendStream),
+    #[cfg(feature = "test-util")]
     Memory(MemorySendStream),
 }
 
@@ -62,6 +64,7 @@ impl SendStream {
         }
     }
 
+    #[cfg(feature = "test-util")]
     pub(crate) fn memory(stream: MemorySendStream) -> Self {
         Self {
             inner: SendInner::Memory(stream),
@@ -79,6 +82,7 @@ impl SendStream {
             SendInner::WebTransport(stream) => {
                 stream.write_chunk(chunk).await.map_err(wt_write_error)
             }
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.write_chunk(chunk).await,
         }
     }
@@ -91,6 +95,7 @@ impl SendStream {
         match &mut self.inner {
             SendInner::Quic(stream) => stream.write_all(buf).await.map_err(quic_write_error),
             SendInner::WebTransport(stream) => stream.write_all(buf).await.map_err(wt_write_error),
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.write_chunk(Bytes::copy_from_slice(buf)).await,
         }
     }
@@ -102,6 +107,7 @@ impl SendStream {
         let _ = match &self.inner {
             SendInner::Quic(stream) => stream.set_priority(priority).map_err(drop),
             SendInner::WebTransport(stream) => stream.set_priority(priority).map_err(drop),
+            #[cfg(feature = "test-util")]
             SendInner::Memory(_) => Ok(()),
         };
     }
@@ -114,6 +120,7 @@ impl SendStream {
         match &mut self.inner {
             SendInner::Quic(stream) => stream.finish().map_err(Error::write),
             SendInner::WebTransport(stream) => stream.finish().map_err(Error::write),
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.finish(),
         }
     }
@@ -130,6 +137,7 @@ impl SendStream {
             // In an HTTP/3 session web-transport-quinn maps the code itself.
             SendInner::WebTransport(stream) => stream.reset(code).map_err(drop),
             // In memory codes travel unmapped.
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => {
                 stream.reset(code);
                 Ok(())
@@ -168,6 +176,7 @@ impl SendStream {
                     Err(err) => Err(Error::write(err)),
                 }
             }
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.stopped().await,
         }
     }
@@ -185,6 +194,7 @@ pub struct RecvStream {
 enum RecvInner {
     Quic(quinn::RecvStream),
     WebTransport(web_transport_quinn::RecvStream),
+    #[cfg(feature = "test-util")]
     Memory(MemoryRecvStream),
 }
 
@@ -201,6 +211,7 @@ impl RecvStream {
         }
     }
 
+    #[cfg(feature = "test-util")]
     pub(crate) fn memory(stream: MemoryRecvStream) -> Self {
         Self {
             inner: RecvInner::Memory(stream),
@@ -231,6 +242,7 @@ impl RecvStream {
                 }
                 Err(err) => Err(Error::read(err)),
             },
+            #[cfg(feature = "test-util")]
             RecvInner::Memory(stream) => stream.read_chunk(max).await,
         }
     }
@@ -244,6 +256,7 @@ impl RecvStream {
             // Mapped by hand for the reason given in `SendStream::reset` (spec §2.2a).
             RecvInner::Quic(stream) => stream.stop(wire_code(code)).map_err(drop),
             RecvInner::WebTransport(stream) => stream.stop(code).map_err(drop),
+            #[cfg(feature = "test-util")]
             RecvInner::Memory(stream) => {
                 stream.stop(code);
                 Ok(())
