@@ -242,7 +242,7 @@ impl ServerTls {
         self.keys.iter().filter_map(|key| key.cert.first())
     }
 
-    /// Whether the certificate was made by [`ServerTls::self_signed`].
+    /// Whether the certificate was generated (`ServerTls::self_signed`, feature `dev-cert`).
     pub fn is_generated(&self) -> bool {
         self.generated
     }
