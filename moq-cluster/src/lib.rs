@@ -224,10 +224,7 @@ impl Cluster {
     }
 
     fn members(&self) -> MutexGuard<'_, Membership<watch::Sender<bool>>> {
-        self.inner
-            .members
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner.members)
     }
 
     /// Runs discovery for as long as the relay runs: on the root, follows its registry; on a
@@ -367,4 +364,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Locks `mutex`, recovering the data if a thread panicked while holding it: the crate's one
+/// poison-tolerant lock (each state keeps its invariants between statements that can panic).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }
