@@ -58,3 +58,130 @@ impl RelayTrack {
         self.producer.forget_groups();
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use super::*;
+    use crate::model::{CacheConfig, Track, TrackConsumer};
+    use crate::Path;
+
+    fn track() -> (TrackProducer, TrackConsumer) {
+        Track::new(Path::from_iter(["t"])).produce()
+    }
+
+    fn relay_track() -> (RelayTrack, TrackConsumer) {
+        let (producer, consumer) = track();
+        (RelayTrack::new(producer), consumer)
+    }
+
+    #[tokio::test]
+    async fn inserted_groups_are_shared_and_counted_by_their_own_track() {
+        let (origin, mut upstream) = track();
+        let (relay, mut downstream) = relay_track();
+        let mut group = origin.create_group(3).unwrap();
+        group.write_frame(Bytes::from_static(b"abc"));
+        relay
+            .insert_group(
+                upstream.next_group().await.unwrap().unwrap(),
+                Instant::now(),
+            )
+            .unwrap();
+        // Frames written after the insertion reach the relay's consumers: the state is shared.
+        group.write_frame(Bytes::from_static(b"de"));
+        drop(group);
+
+        let mut got = downstream.next_group().await.unwrap().unwrap();
+        assert_eq!(got.sequence(), 3);
+        assert_eq!(got.read_frame().await, Ok(Some(Bytes::from_static(b"abc"))));
+        assert_eq!(got.read_frame().await, Ok(Some(Bytes::from_static(b"de"))));
+        assert_eq!(got.read_frame().await, Ok(None));
+        assert_eq!(relay.producer().latest(), Some(3));
+        assert_eq!(relay.producer().cached_groups(), 1);
+        assert_eq!(relay.producer().cached_bytes(), 0);
+        assert_eq!(origin.cached_bytes(), 5);
+
+        // The same sequence again is a duplicate.
+        let again = origin.subscribe().next_group().await.unwrap().unwrap();
+        assert_eq!(
+            relay.insert_group(again, Instant::now()),
+            Err(Error::Duplicate)
+        );
+
+        // Evicting it from the relay leaves the origin's accounting alone.
+        relay.forget_groups();
+        assert_eq!(relay.producer().cached_groups(), 0);
+        assert_eq!(relay.producer().latest(), None);
+        assert_eq!(origin.cached_bytes(), 5);
+    }
+
+    #[tokio::test]
+    async fn forgetting_accepts_reused_sequences_and_keeps_consumer_positions() {
+        let (relay, mut downstream) = relay_track();
+        let (a, mut from_a) = track();
+        drop(a.create_group(7).unwrap());
+        relay
+            .insert_group(from_a.next_group().await.unwrap().unwrap(), Instant::now())
+            .unwrap();
+        assert_eq!(
+            downstream.next_group().await.unwrap().unwrap().sequence(),
+            7
+        );
+
+        let (b, mut from_b) = track();
+        drop(b.create_group(7).unwrap());
+        let reused = from_b.next_group().await.unwrap().unwrap();
+        assert_eq!(
+            relay.insert_group(reused.clone(), Instant::now()),
+            Err(Error::Duplicate)
+        );
+        relay.forget_groups();
+        relay.insert_group(reused, Instant::now()).unwrap();
+        drop(b.create_group(0).unwrap());
+        relay
+            .insert_group(from_b.next_group().await.unwrap().unwrap(), Instant::now())
+            .unwrap();
+        assert_eq!(
+            downstream.next_group().await.unwrap().unwrap().sequence(),
+            7
+        );
+        assert_eq!(
+            downstream.next_group().await.unwrap().unwrap().sequence(),
+            0
+        );
+        assert_eq!(relay.producer().latest(), Some(7));
+    }
+
+    #[tokio::test]
+    async fn inserted_groups_follow_their_tracks_eviction_and_survive_the_relay_closing() {
+        let config = CacheConfig {
+            max_groups: 2,
+            ..Default::default()
+        };
+        let (origin, mut upstream) = Track::new(Path::from_iter(["t"])).produce_with(config);
+        let (relay, _downstream) = relay_track();
+        let mut open = None;
+        for sequence in 0..4 {
+            let group = origin.create_group(sequence).unwrap();
+            relay
+                .insert_group(
+                    upstream.next_group().await.unwrap().unwrap(),
+                    Instant::now(),
+                )
+                .unwrap();
+            open = Some(group);
+        }
+        // The origin keeps 2 groups; the relay (up to 8) keeps those the origin still caches
+        // (2 of the 3 before the latest were evicted by the origin at the time of insertion).
+        assert_eq!(origin.cached_groups(), 2);
+        assert_eq!(relay.producer().cached_groups(), 2);
+
+        relay.producer().close(Error::Cancel);
+        let open = open.unwrap();
+        assert!(
+            !open.is_closed(),
+            "closing the relay closed the origin's group"
+        );
+    }
+}
