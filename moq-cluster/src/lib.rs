@@ -21,7 +21,8 @@
 //! # #[allow(dead_code)]
 //! # async fn relay(endpoint: moq_transfork::transport::Endpoint) -> Result<(), Box<dyn std::error::Error>> {
 //! use moq_cluster::{Cluster, ClusterConfig, LinkKind};
-//! use moq_transfork::{Origins, SessionOptions};
+//! use moq_transfork::relay::Origins;
+//! use moq_transfork::SessionOptions;
 //!
 //! let (locals, remotes) = (Origins::new(), Origins::new());
 //! let cluster = Cluster::new(ClusterConfig {
@@ -63,8 +64,9 @@ use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::{Connection, Endpoint};
-use moq_transfork::{Error, Origins, Path, Session, SessionOptions, Track};
+use moq_transfork::{Error, Path, Session, SessionOptions, Track};
 use tokio::sync::watch;
 
 pub use names::{link_url, member_name, origin_path, InvalidName};
@@ -242,10 +244,7 @@ impl Cluster {
     }
 
     fn members(&self) -> MutexGuard<'_, Membership<watch::Sender<bool>>> {
-        self.inner
-            .members
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner.members)
     }
 
     /// Runs discovery for as long as the relay runs: on the root, follows its registry; on a
@@ -385,4 +384,12 @@ impl Cluster {
             }
         }
     }
+}
+
+/// Locks `mutex`, recovering the data if a thread panicked while holding it: the crate's one
+/// poison-tolerant lock (each state keeps its invariants between statements that can panic).
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(std::sync::PoisonError::into_inner)
 }

@@ -2,7 +2,7 @@
 //! Both are redialed with backoff when they drop.
 
 use futures::FutureExt;
-use moq_transfork::{Announced, Error, Path, Session, Track};
+use moq_transfork::{Announced, Cause, Error, Path, Session, Track, TransportError};
 use tokio::sync::watch;
 use url::Url;
 
@@ -62,7 +62,9 @@ impl Cluster {
                 biased;
                 err = session.closed() => return err,
                 _ = withdrawn.wait_for(|withdrawn| *withdrawn) => {
-                    return Error::Transport("withdrawn from the cluster".into())
+                    return Error::Transport(TransportError::Connection(Cause::msg(
+                        "withdrawn from the cluster",
+                    )))
                 }
                 event = announced.next() => event,
             };
@@ -84,7 +86,9 @@ impl Cluster {
                 }
             }
             if lost {
-                return Error::Transport("the root ended its announcements".into());
+                return Error::Transport(TransportError::Connection(Cause::msg(
+                    "the root ended its announcements",
+                )));
             }
         }
     }

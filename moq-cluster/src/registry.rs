@@ -26,9 +26,7 @@ pub(crate) struct Registry {
 
 impl Registry {
     fn counts(&self) -> MutexGuard<'_, HashMap<Path, usize>> {
-        self.counts
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        crate::lock(&self.counts)
     }
 
     /// Every registered member, as `internal/origins/<node>` announcements.

@@ -2,6 +2,7 @@
 
 use std::net::SocketAddr;
 use std::path::PathBuf;
+use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
@@ -281,14 +282,12 @@ impl Args {
     }
 
     /// The cache of every track the relay subscribes to, bounded per track and, through one
-    /// budget created here for the life of the process, relay-wide.
+    /// budget created here and shared by every session's options, relay-wide.
     fn cache(&self) -> CacheConfig {
-        let budget: &'static CacheBudget =
-            Box::leak(Box::new(CacheBudget::new(self.cache_max_bytes)));
         CacheConfig {
             max_groups: usize::try_from(self.cache_max_groups).unwrap_or(usize::MAX),
             max_bytes: CacheConfig::default().max_bytes.min(self.cache_max_bytes),
-            budget: Some(budget),
+            budget: Some(Arc::new(CacheBudget::new(self.cache_max_bytes))),
         }
     }
 }

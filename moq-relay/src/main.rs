@@ -23,8 +23,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming};
-use moq_transfork::{Error, Origins, Path, Router, Session, SessionOptions, Track, TrackConsumer};
+use moq_transfork::{Error, Path, Router, Session, SessionOptions, Track, TrackConsumer};
 use tracing::Instrument;
 
 use args::Args;

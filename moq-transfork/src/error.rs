@@ -1,5 +1,8 @@
 //! The one error type of the crate, with the wire code of every variant (spec §8).
 
+use std::fmt;
+use std::sync::Arc;
+
 use crate::coding::DecodeError;
 
 /// Base of the HTTP/3 code space that WebTransport maps application codes into (spec §2.4).
@@ -21,9 +24,11 @@ pub enum Error {
     /// Code 1: the peer requires an extension we do not support (reserved; never produced).
     #[error("required extension")]
     RequiredExtension,
-    /// Code 4: the transport failed (connection lost, stream stopped or reset by the peer).
+    /// Code 4: the transport failed (connection lost or closed, a stream that could not be
+    /// written or read, a handshake or request that timed out); [`TransportError`] says how,
+    /// with the underlying error as its [`source`](std::error::Error::source).
     #[error("transport error: {0}")]
-    Transport(String),
+    Transport(#[from] TransportError),
     /// Code 5: a malformed message, an unknown stream type or a FIN inside a message.
     #[error("decode error: {0}")]
     Decode(#[from] DecodeError),
@@ -103,7 +108,7 @@ impl Error {
         match code {
             0 => Self::Cancel,
             1 => Self::RequiredExtension,
-            4 => Self::Transport("reset by peer".into()),
+            4 => Self::Transport(TransportError::Remote),
             5 => Self::Decode(DecodeError::Remote),
             9 => Self::Version,
             10 => Self::UnexpectedStream,
@@ -118,11 +123,130 @@ impl Error {
         }
     }
 
-    /// Builds a [`Error::Transport`] from anything displayable.
-    pub(crate) fn transport(err: impl std::fmt::Display) -> Self {
-        Self::Transport(err.to_string())
+    /// A [`TransportError::Connect`] caused by `err`.
+    pub(crate) fn connect(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Transport(TransportError::Connect(Cause::new(err)))
+    }
+
+    /// A [`TransportError::Connection`] caused by `err`.
+    pub(crate) fn connection(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Transport(TransportError::Connection(Cause::new(err)))
+    }
+
+    /// A [`TransportError::Write`] caused by `err`.
+    pub(crate) fn write(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Transport(TransportError::Write(Cause::new(err)))
+    }
+
+    /// A [`TransportError::Read`] caused by `err`.
+    pub(crate) fn read(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self::Transport(TransportError::Read(Cause::new(err)))
+    }
+
+    /// A [`TransportError::Timeout`] of `what`.
+    pub(crate) fn timeout(what: &'static str) -> Self {
+        Self::Transport(TransportError::Timeout(what))
     }
 }
+
+/// How the transport failed: the detail of an [`Error::Transport`].
+///
+/// Every variant is sent as code 4 (spec §8): only the code reaches the peer, the detail and
+/// its cause stay local. Each variant that wraps an error keeps it as its
+/// [`source`](std::error::Error::source) (a [`Cause`]), so a caller can walk the chain or
+/// downcast it ([`Cause::get`]); the variant's text includes the cause's, so one line of log
+/// says it all.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum TransportError {
+    /// Code 4: dialling or accepting a connection failed: an unusable URL, a failed lookup,
+    /// a QUIC, TLS or WebTransport handshake that failed, or an endpoint that could not bind.
+    #[error("connect: {0}")]
+    Connect(#[source] Cause),
+    /// Code 4: the connection is gone (lost, timed out idle, or closed by either side), so
+    /// no stream could be opened or accepted, or the session ended.
+    #[error("connection: {0}")]
+    Connection(#[source] Cause),
+    /// Code 4: writing, finishing or watching a send stream failed, other than by the peer's
+    /// STOP_SENDING (which carries its own code).
+    #[error("write: {0}")]
+    Write(#[source] Cause),
+    /// Code 4: reading a stream failed, other than by the peer's RESET_STREAM (which carries
+    /// its own code).
+    #[error("read: {0}")]
+    Read(#[source] Cause),
+    /// Code 4: the peer reset or stopped a stream with a wire code that stands for no
+    /// MoqTransfork code (spec §2.4).
+    #[error("{action} with unknown code {wire:#x}")]
+    UnknownCode {
+        /// What the peer did: `"reset"` or `"stopped"`.
+        action: &'static str,
+        /// The code it sent.
+        wire: u64,
+    },
+    /// Code 4: something did not happen in time; the text says what.
+    #[error("{0} timed out")]
+    Timeout(&'static str),
+    /// Code 4: the peer reset the session stream; the session ends with code 4 whatever the
+    /// stream's code was (spec §4.4), which this keeps.
+    #[error("session stream reset: {0}")]
+    SessionReset(#[source] Box<Error>),
+    /// Code 4 received from the peer (a reset, a stop or a close): its cause stayed with it.
+    #[error("reported by the peer")]
+    Remote,
+}
+
+/// The underlying error of a [`TransportError`] (a quinn or web-transport-quinn error, an
+/// I/O error, or a message): shared, so that [`Error`] stays cheap to clone.
+///
+/// It displays as the error it holds, and its [`source`](std::error::Error::source) is that
+/// error's source. Two causes are equal when they display the same.
+#[derive(Clone)]
+pub struct Cause(Arc<dyn std::error::Error + Send + Sync>);
+
+impl Cause {
+    /// Wraps `err`.
+    pub fn new(err: impl std::error::Error + Send + Sync + 'static) -> Self {
+        Self(Arc::new(err))
+    }
+
+    /// A cause that is only a message, for failures no other error describes.
+    pub fn msg(text: impl Into<String>) -> Self {
+        let err: Box<dyn std::error::Error + Send + Sync> = text.into().into();
+        Self(Arc::from(err))
+    }
+
+    /// The error itself, to downcast (for example to a `quinn::ConnectionError`).
+    pub fn get(&self) -> &(dyn std::error::Error + Send + Sync + 'static) {
+        &*self.0
+    }
+}
+
+impl fmt::Debug for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&self.0, f)
+    }
+}
+
+impl fmt::Display for Cause {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Display::fmt(&self.0, f)
+    }
+}
+
+impl std::error::Error for Cause {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        self.0.source()
+    }
+}
+
+impl PartialEq for Cause {
+    fn eq(&self, other: &Self) -> bool {
+        Arc::ptr_eq(&self.0, &other.0) || self.0.to_string() == other.0.to_string()
+    }
+}
+
+impl Eq for Cause {}
 
 /// Maps a MoqTransfork code into the HTTP/3 code space used on the wire for RESET_STREAM and
 /// STOP_SENDING, on both transports (spec §2.4): `base + c + floor(c / 0x1e)`.
@@ -161,7 +285,8 @@ mod tests {
         let table = [
             (Error::Cancel, 0),
             (Error::RequiredExtension, 1),
-            (Error::Transport("x".into()), 4),
+            (Error::timeout("x"), 4),
+            (Error::connection(std::io::Error::other("x")), 4),
             (Error::Decode(DecodeError::Short(1)), 5),
             (Error::Version, 9),
             (Error::UnexpectedStream, 10),
@@ -202,5 +327,42 @@ mod tests {
         assert_eq!(from_wire(WIRE_BASE + 0x1f + 0x1e), None);
         assert_eq!(from_wire(WIRE_BASE - 1), None);
         assert_eq!(from_wire(u64::MAX), None);
+    }
+
+    #[test]
+    fn transport_errors_keep_their_cause() {
+        use std::error::Error as _;
+
+        let err = Error::write(std::io::Error::new(std::io::ErrorKind::BrokenPipe, "pipe"));
+        assert_eq!(err.code(), 4);
+        assert_eq!(err.to_string(), "transport error: write: pipe");
+        let Error::Transport(TransportError::Write(cause)) = &err else {
+            panic!("{err:?}");
+        };
+        let io = cause
+            .get()
+            .downcast_ref::<std::io::Error>()
+            .expect("an io::Error");
+        assert_eq!(io.kind(), std::io::ErrorKind::BrokenPipe);
+        // The chain: Error -> TransportError -> the cause.
+        let transport = err.source().expect("the transport error");
+        assert_eq!(
+            transport.source().map(ToString::to_string).as_deref(),
+            Some("pipe")
+        );
+
+        let reset = Error::Transport(TransportError::SessionReset(Box::new(Error::NotFound)));
+        assert_eq!(
+            reset.to_string(),
+            "transport error: session stream reset: not found"
+        );
+        assert_eq!(
+            Error::from_code(4),
+            Error::Transport(TransportError::Remote)
+        );
+        assert_eq!(
+            Error::timeout("setup").to_string(),
+            "transport error: setup timed out"
+        );
     }
 }

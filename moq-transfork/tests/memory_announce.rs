@@ -268,7 +268,7 @@ async fn announcements_that_change_within_a_batch_stay_consistent_on_the_wire() 
 
 #[tokio::test(start_paused = true)]
 async fn a_full_origins_registry_refuses_the_session_that_overflows_it() {
-    let origins = moq_transfork::Origins::with_max_announcements(3);
+    let origins = moq_transfork::relay::Origins::with_max_announcements(3);
     let _kept =
         memory_common::Origin::start(&origins, &path(&["a"]), SessionOptions::default()).await;
     assert_eq!(origins.announcements(), 1);
@@ -309,7 +309,7 @@ async fn a_full_origins_registry_refuses_the_session_that_overflows_it() {
 
 #[tokio::test(start_paused = true)]
 async fn a_late_watcher_hears_every_path_once_and_in_order() {
-    let origins = moq_transfork::Origins::new();
+    let origins = moq_transfork::relay::Origins::new();
     let (raw, session, _stream) = raw_server().await;
     tokio::spawn({
         let (origins, session) = (origins.clone(), session.clone());

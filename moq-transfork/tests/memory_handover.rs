@@ -15,8 +15,9 @@ use memory_common::{
 };
 use moq_transfork::message::{Info, Subscribe};
 use moq_transfork::model::{Track, TrackConsumer};
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::{memory, Connection, SendStream};
-use moq_transfork::{Error, Origins, SessionOptions};
+use moq_transfork::{Error, SessionOptions};
 
 impl Origin {
     /// Accepts the relay's SUBSCRIBE and answers it with INFO.

@@ -11,7 +11,8 @@ use memory_common::{
     accept_subscribe, frame, open_group, path, send_info, settle, viewer, within, Origin,
 };
 use moq_transfork::model::Track;
-use moq_transfork::{GroupOrder, Origins, SessionOptions};
+use moq_transfork::relay::Origins;
+use moq_transfork::{GroupOrder, SessionOptions};
 
 #[tokio::test(start_paused = true)]
 async fn upstream_subscriptions_ask_neutral_preferences() {

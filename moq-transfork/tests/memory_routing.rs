@@ -16,8 +16,9 @@ use memory_common::{
 };
 use moq_transfork::message::{Announce, BiStream, Fetch, InfoRequest, Subscribe};
 use moq_transfork::model::{Track, TrackConsumer};
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::SendStream;
-use moq_transfork::{Error, Origins, SessionOptions};
+use moq_transfork::{Error, SessionOptions};
 use tokio::time::Instant;
 
 /// How long a peer has to answer with INFO (the crate's documented default).
@@ -284,7 +285,7 @@ async fn an_unanswered_info_request_times_out() {
         .unwrap();
     assert!(matches!(answer, Err(Error::Transport(_))), "{answer:?}");
     assert!(start.elapsed() >= INFO_TIMEOUT);
-    let code = Error::Transport(String::new()).code();
+    let code = Error::Transport(moq_transfork::TransportError::Remote).code();
     assert_eq!(within("STOP_SENDING", send.stopped()).await, Ok(Some(code)));
     assert_eq!(
         within("RESET", request.next::<u64>())
@@ -309,7 +310,7 @@ async fn a_subscribe_without_info_times_out() {
         .expect("the subscription to end");
     assert!(matches!(end, Err(Error::Transport(_))), "{end:?}");
     assert!(start.elapsed() >= INFO_TIMEOUT);
-    let code = Error::Transport(String::new()).code();
+    let code = Error::Transport(moq_transfork::TransportError::Remote).code();
     assert_eq!(within("STOP_SENDING", send.stopped()).await, Ok(Some(code)));
     assert_eq!(
         within("RESET", request.next::<u64>())

@@ -135,7 +135,7 @@ async fn many_concurrent_groups() {
             ..Default::default()
         };
         let client_options = SessionOptions {
-            cache,
+            cache: cache.clone(),
             ..Default::default()
         };
         let pair = Pair::with_options(scheme, server_options, client_options).await;

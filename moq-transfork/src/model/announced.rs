@@ -16,8 +16,8 @@ use std::ops::Bound;
 use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 
-use super::waiter::lock;
 use super::Path;
+use crate::sync::lock;
 use crate::Error;
 
 /// A change in the set of active paths, with the full path.

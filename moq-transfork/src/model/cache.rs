@@ -18,7 +18,7 @@ use super::group::GroupShared;
 /// The latest group is always kept, even when it alone exceeds `max_bytes`. The byte limit is
 /// enforced each time a group is created, so the groups still being written may exceed it until
 /// the next one.
-#[derive(Clone, Copy, Debug)]
+#[derive(Clone, Debug)]
 pub struct CacheConfig {
     /// The maximum number of cached groups, the latest included (at least 1). Default 8.
     pub max_groups: usize,
@@ -26,7 +26,7 @@ pub struct CacheConfig {
     pub max_bytes: u64,
     /// A memory budget shared with other tracks; when it is exceeded, the track evicts every
     /// group but its latest on its next `create_group`. Default none.
-    pub budget: Option<&'static CacheBudget>,
+    pub budget: Option<Arc<CacheBudget>>,
 }
 
 impl Default for CacheConfig {
@@ -41,14 +41,16 @@ impl Default for CacheConfig {
 
 /// A byte budget shared by the caches of many tracks, so a relay can bound its total cache memory.
 ///
-/// It lives as long as the process (`&'static`), which keeps [`CacheConfig`] `Copy`: create it in
-/// a `static` or leak one at startup.
+/// Shared through an [`Arc`]: every [`CacheConfig`] that holds a clone, and every track cache
+/// made from one, counts against the same budget, which lives as long as the last of them.
 ///
 /// ```
+/// use std::sync::Arc;
 /// use moq_transfork::model::{CacheBudget, CacheConfig};
-/// static BUDGET: CacheBudget = CacheBudget::new(256 * 1024 * 1024);
-/// let config = CacheConfig { budget: Some(&BUDGET), ..Default::default() };
-/// assert_eq!(config.budget.map(CacheBudget::used), Some(0));
+///
+/// let budget = Arc::new(CacheBudget::new(256 * 1024 * 1024));
+/// let config = CacheConfig { budget: Some(budget.clone()), ..Default::default() };
+/// assert_eq!(config.budget.as_deref().map(CacheBudget::used), Some(0));
 /// ```
 #[derive(Debug)]
 pub struct CacheBudget {
@@ -86,20 +88,20 @@ impl CacheBudget {
 #[derive(Debug)]
 pub(crate) struct Accounting {
     bytes: AtomicU64,
-    budget: Option<&'static CacheBudget>,
+    budget: Option<Arc<CacheBudget>>,
 }
 
 impl Accounting {
     pub(crate) fn add(&self, n: u64) {
         self.bytes.fetch_add(n, Ordering::Relaxed);
-        if let Some(budget) = self.budget {
+        if let Some(budget) = &self.budget {
             budget.used.fetch_add(n, Ordering::Relaxed);
         }
     }
 
     pub(crate) fn sub(&self, n: u64) {
         self.bytes.fetch_sub(n, Ordering::Relaxed);
-        if let Some(budget) = self.budget {
+        if let Some(budget) = &self.budget {
             budget.used.fetch_sub(n, Ordering::Relaxed);
         }
     }
@@ -134,12 +136,12 @@ pub(crate) struct Cache {
 impl Cache {
     pub(crate) fn new(config: CacheConfig, expires: Duration) -> Self {
         Self {
-            config,
-            expires,
             accounting: Arc::new(Accounting {
                 bytes: AtomicU64::new(0),
-                budget: config.budget,
+                budget: config.budget.clone(),
             }),
+            config,
+            expires,
             by_sequence: BTreeMap::new(),
             by_order: BTreeMap::new(),
             next_order: 0,
@@ -194,14 +196,6 @@ impl Cache {
         self.created = SequenceSet::default();
     }
 
-    /// [`evict_expired`](Self::evict_expired) at the current time, reading the clock only when
-    /// groups can expire.
-    pub(crate) fn evict_expired_now(&mut self) {
-        if !self.expires.is_zero() {
-            self.evict_expired(Instant::now());
-        }
-    }
-
     /// Evicts the groups older than the track's `group_expires` (if non-zero).
     ///
     /// Groups are created in creation order, so the expired ones come first in `by_order`.
@@ -238,7 +232,11 @@ impl Cache {
             }
         }
         let max_groups = self.config.max_groups.max(1);
-        let over_budget = self.config.budget.is_some_and(CacheBudget::is_exceeded);
+        let over_budget = self
+            .config
+            .budget
+            .as_deref()
+            .is_some_and(CacheBudget::is_exceeded);
         while self.by_sequence.len() > 1
             && (over_budget
                 || self.by_sequence.len() > max_groups

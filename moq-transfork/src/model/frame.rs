@@ -11,7 +11,8 @@ use std::task::{Context, Poll};
 use bytes::{Bytes, BytesMut};
 
 use super::group::GroupShared;
-use super::waiter::{lock, WaitList};
+use super::waiter::WaitList;
+use crate::sync::lock;
 use crate::Error;
 
 /// The state of one frame, shared by its producer and consumers.

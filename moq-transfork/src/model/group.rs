@@ -12,7 +12,8 @@ use tokio::time::Instant;
 
 use super::cache::Accounting;
 use super::frame::{FrameConsumer, FrameProducer, FrameShared};
-use super::waiter::{lock, WaitList, Waiter};
+use super::waiter::{WaitList, Waiter};
+use crate::sync::lock;
 use crate::Error;
 
 /// The state of one group, shared by its producer, its consumers and its track's cache.

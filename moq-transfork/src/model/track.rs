@@ -13,8 +13,9 @@ use tokio::time::Instant;
 
 use super::cache::{Cache, CacheConfig};
 use super::group::{GroupConsumer, GroupProducer, GroupShared};
-use super::waiter::{lock, WaitList, Waiter, Wake};
+use super::waiter::{WaitList, Waiter, Wake};
 use super::{GroupOrder, Path};
+use crate::sync::lock;
 use crate::Error;
 
 /// The highest group sequence number: the largest QUIC varint, 2^62 - 1 (spec §3).
@@ -180,10 +181,22 @@ impl TrackProducer {
     /// - [`Error::Duplicate`] if a group with this sequence was already created;
     /// - the track's error if it was closed.
     pub fn create_group(&self, sequence: u64) -> Result<GroupProducer, Error> {
+        self.create_group_at(sequence, Instant::now())
+    }
+
+    /// As [`create_group`](Self::create_group), with the group created at `now` instead of
+    /// the clock's time: its [`created`](GroupConsumer::created) time, from which its expiry
+    /// counts, and the time at which the cache evicts the groups that expired (see
+    /// [`expire`](Self::expire)). Tests and simulations pass a time they control.
+    ///
+    /// # Errors
+    ///
+    /// As [`create_group`](Self::create_group).
+    pub fn create_group_at(&self, sequence: u64, now: Instant) -> Result<GroupProducer, Error> {
         if sequence > MAX_SEQUENCE {
             return Err(Error::BoundsExceeded);
         }
-        let created = Self::create_locked(&mut lock(&self.shared.state), sequence);
+        let created = Self::create_locked(&mut lock(&self.shared.state), sequence, now);
         created.map(|(group, wake)| {
             wake.wake();
             group
@@ -196,12 +209,22 @@ impl TrackProducer {
     ///
     /// As [`create_group`](Self::create_group).
     pub fn append_group(&self) -> Result<GroupProducer, Error> {
+        self.append_group_at(Instant::now())
+    }
+
+    /// As [`append_group`](Self::append_group), with the group created at `now` (see
+    /// [`create_group_at`](Self::create_group_at)).
+    ///
+    /// # Errors
+    ///
+    /// As [`create_group`](Self::create_group).
+    pub fn append_group_at(&self, now: Instant) -> Result<GroupProducer, Error> {
         let mut state = lock(&self.shared.state);
         let sequence = state.latest.map_or(0, |latest| latest + 1);
         let created = if sequence > MAX_SEQUENCE {
             Err(Error::BoundsExceeded)
         } else {
-            Self::create_locked(&mut state, sequence)
+            Self::create_locked(&mut state, sequence, now)
         };
         drop(state);
         created.map(|(group, wake)| {
@@ -214,6 +237,7 @@ impl TrackProducer {
     fn create_locked(
         state: &mut TrackState,
         sequence: u64,
+        now: Instant,
     ) -> Result<(GroupProducer, Wake), Error> {
         match &state.status {
             Some(Err(err)) => return Err(err.clone()),
@@ -223,7 +247,6 @@ impl TrackProducer {
         if state.cache.was_created(sequence) {
             return Err(Error::Duplicate);
         }
-        let now = Instant::now();
         let group = GroupShared::new(sequence, now, Some(state.cache.accounting().clone()));
         state.cache.insert(group.clone(), now);
         state.latest = Some(state.latest.map_or(sequence, |latest| latest.max(sequence)));
@@ -234,25 +257,10 @@ impl TrackProducer {
         Ok((GroupProducer::new(group), state.group_waiters.take()))
     }
 
-    /// Puts `group`, a group of another track, into this track, without copying it: consumers
-    /// receive it after the groups created before it, like a group created here, and read
-    /// the same frames as everyone else reading it (from frame 0). A relay forwards the groups
-    /// of an upstream track this way.
-    ///
-    /// The group stays the other track's: its payload bytes count towards that track's cache
-    /// only (never towards this track's `max_bytes`, budget or
-    /// [`cached_bytes`](Self::cached_bytes)), and this track's limits other than bytes apply to
-    /// it. Once the other track evicts it, this track evicts it too at its next insertion or
-    /// creation, unless it is the latest group here, so the group costs no memory that the
-    /// other track does not account for, except the one latest group. Closing this track does
-    /// not close an inserted group; its own track does.
-    ///
-    /// # Errors
-    ///
-    /// - [`Error::Duplicate`] if a group with this sequence was already created or inserted
-    ///   (since the last [`forget_groups`](Self::forget_groups));
-    /// - the track's error if it was closed ([`Error::Cancel`] if it finished).
-    pub fn insert_group(&self, group: GroupConsumer) -> Result<(), Error> {
+    /// Puts `group`, a group of another track, into this track without copying it; see
+    /// [`RelayTrack::insert_group`](crate::relay::RelayTrack::insert_group), the public form
+    /// (relay policy, out of the model's public surface).
+    pub(crate) fn insert_group(&self, group: GroupConsumer, now: Instant) -> Result<(), Error> {
         let wake = {
             let mut state = lock(&self.shared.state);
             match &state.status {
@@ -264,9 +272,7 @@ impl TrackProducer {
             if state.cache.was_created(sequence) {
                 return Err(Error::Duplicate);
             }
-            state
-                .cache
-                .insert_foreign(group.into_shared(), Instant::now());
+            state.cache.insert_foreign(group.into_shared(), now);
             state.latest = Some(state.latest.map_or(sequence, |latest| latest.max(sequence)));
             state.group_waiters.take()
         };
@@ -274,15 +280,25 @@ impl TrackProducer {
         Ok(())
     }
 
-    /// Evicts every cached group and forgets the sequences created (or inserted) so far and the
-    /// latest one, so that the track accepts groups numbered afresh: a relay does this when it
-    /// switches to a new origin, whose sequence numbers may restart. Consumers keep their
-    /// position: they receive the groups created after this, whatever their sequence, and
-    /// keep the groups they already hold. Groups still open are not closed.
-    pub fn forget_groups(&self) {
+    /// Forgets every cached group and sequence; see
+    /// [`RelayTrack::forget_groups`](crate::relay::RelayTrack::forget_groups).
+    pub(crate) fn forget_groups(&self) {
         let mut state = lock(&self.shared.state);
         state.cache.forget();
         state.latest = None;
+    }
+
+    /// Evicts the cached groups that have expired at `now`: those created more than the
+    /// track's [`group_expires`](Track::group_expires) before it (none when it is zero). The
+    /// latest group goes too.
+    ///
+    /// The model never reads the clock to expire groups: each creation evicts the groups
+    /// expired at its time, and this does so at the time its caller gives. A consumer may
+    /// therefore still receive a group that expired since the last of those; a session
+    /// checks each group's [`created`](GroupConsumer::created) time against the clock before
+    /// it sends or serves it.
+    pub fn expire(&self, now: Instant) {
+        lock(&self.shared.state).cache.evict_expired(now);
     }
 
     /// Closes the track with `err`: every consumer's `next_group` and `closed` return
@@ -432,7 +448,6 @@ impl TrackConsumer {
         let ready = match &state.status {
             Some(Err(err)) => Err(err.clone()),
             _ => {
-                state.cache.evict_expired_now();
                 match state.cache.next_from(self.next) {
                     Some((order, group)) => {
                         self.next = order + 1;
@@ -458,7 +473,8 @@ impl TrackConsumer {
     ///
     /// The first call returns the latest cached group (the highest sequence, even if finished);
     /// later calls return every group created after it, in creation order, each once. Groups
-    /// evicted from the cache, or expired, before this consumer got to them are skipped.
+    /// evicted from the cache (by its limits, or as expired at a creation or at
+    /// [`TrackProducer::expire`]) before this consumer got to them are skipped.
     /// Returns `Ok(None)` once the track finished cleanly and every remaining group was returned.
     ///
     /// # Errors
@@ -501,7 +517,8 @@ impl TrackConsumer {
         poll_fn(|cx| self.poll_next_group(cx)).await
     }
 
-    /// The cached group `sequence`, read from frame 0, if it is cached and not expired.
+    /// The cached group `sequence`, read from frame 0, if it is cached (see
+    /// [`TrackProducer::expire`] for when expired groups leave the cache).
     pub fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
         self.shared.get_group(sequence)
     }
@@ -554,7 +571,7 @@ impl TrackHandle {
         self.shared.get_group(sequence)
     }
 
-    /// True while group `sequence` is in the cache (not evicted nor expired). A group that
+    /// True while group `sequence` is in the cache (not evicted). A group that
     /// left the cache can reach no new consumer, so whoever is filling it may stop.
     pub fn is_cached(&self, sequence: u64) -> bool {
         lock(&self.shared.state).cache.get(sequence).is_some()
@@ -577,8 +594,7 @@ impl TrackHandle {
 
 impl TrackShared {
     fn get_group(&self, sequence: u64) -> Option<GroupConsumer> {
-        let mut state = lock(&self.state);
-        state.cache.evict_expired_now();
+        let state = lock(&self.state);
         state.cache.get(sequence).cloned().map(GroupConsumer::new)
     }
 
@@ -600,113 +616,5 @@ impl Drop for TrackConsumer {
             state.unused_waiters.take()
         };
         wake.wake();
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use bytes::Bytes;
-
-    use super::*;
-
-    fn track() -> (TrackProducer, TrackConsumer) {
-        Track::new(Path::from_iter(["t"])).produce()
-    }
-
-    #[tokio::test]
-    async fn inserted_groups_are_shared_and_counted_by_their_own_track() {
-        let (origin, mut upstream) = track();
-        let (relay, mut downstream) = track();
-        let mut group = origin.create_group(3).unwrap();
-        group.write_frame(Bytes::from_static(b"abc"));
-        relay
-            .insert_group(upstream.next_group().await.unwrap().unwrap())
-            .unwrap();
-        // Frames written after the insertion reach the relay's consumers: the state is shared.
-        group.write_frame(Bytes::from_static(b"de"));
-        drop(group);
-
-        let mut got = downstream.next_group().await.unwrap().unwrap();
-        assert_eq!(got.sequence(), 3);
-        assert_eq!(got.read_frame().await, Ok(Some(Bytes::from_static(b"abc"))));
-        assert_eq!(got.read_frame().await, Ok(Some(Bytes::from_static(b"de"))));
-        assert_eq!(got.read_frame().await, Ok(None));
-        assert_eq!(relay.latest(), Some(3));
-        assert_eq!(relay.cached_groups(), 1);
-        assert_eq!(relay.cached_bytes(), 0);
-        assert_eq!(origin.cached_bytes(), 5);
-
-        // The same sequence again is a duplicate.
-        let again = origin.subscribe().next_group().await.unwrap().unwrap();
-        assert_eq!(relay.insert_group(again), Err(Error::Duplicate));
-
-        // Evicting it from the relay leaves the origin's accounting alone.
-        relay.forget_groups();
-        assert_eq!(relay.cached_groups(), 0);
-        assert_eq!(relay.latest(), None);
-        assert_eq!(origin.cached_bytes(), 5);
-    }
-
-    #[tokio::test]
-    async fn forgetting_accepts_reused_sequences_and_keeps_consumer_positions() {
-        let (relay, mut downstream) = track();
-        let (a, mut from_a) = track();
-        drop(a.create_group(7).unwrap());
-        relay
-            .insert_group(from_a.next_group().await.unwrap().unwrap())
-            .unwrap();
-        assert_eq!(
-            downstream.next_group().await.unwrap().unwrap().sequence(),
-            7
-        );
-
-        let (b, mut from_b) = track();
-        drop(b.create_group(7).unwrap());
-        let reused = from_b.next_group().await.unwrap().unwrap();
-        assert_eq!(relay.insert_group(reused.clone()), Err(Error::Duplicate));
-        relay.forget_groups();
-        relay.insert_group(reused).unwrap();
-        drop(b.create_group(0).unwrap());
-        relay
-            .insert_group(from_b.next_group().await.unwrap().unwrap())
-            .unwrap();
-        assert_eq!(
-            downstream.next_group().await.unwrap().unwrap().sequence(),
-            7
-        );
-        assert_eq!(
-            downstream.next_group().await.unwrap().unwrap().sequence(),
-            0
-        );
-        assert_eq!(relay.latest(), Some(7));
-    }
-
-    #[tokio::test]
-    async fn inserted_groups_follow_their_tracks_eviction_and_survive_the_relay_closing() {
-        let config = CacheConfig {
-            max_groups: 2,
-            ..Default::default()
-        };
-        let (origin, mut upstream) = Track::new(Path::from_iter(["t"])).produce_with(config);
-        let (relay, _downstream) = track();
-        let mut open = None;
-        for sequence in 0..4 {
-            let group = origin.create_group(sequence).unwrap();
-            relay
-                .insert_group(upstream.next_group().await.unwrap().unwrap())
-                .unwrap();
-            open = Some(group);
-        }
-        // The origin keeps 2 groups; the relay (up to 8) keeps those the origin still caches
-        // (2 of the 3 before the latest were evicted by the origin at the time of insertion).
-        assert_eq!(origin.cached_groups(), 2);
-        assert_eq!(relay.cached_groups(), 2);
-
-        relay.close(Error::Cancel);
-        let open = open.unwrap();
-        assert!(
-            !open.is_closed(),
-            "closing the relay closed the origin's group"
-        );
     }
 }

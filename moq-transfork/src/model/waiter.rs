@@ -8,18 +8,10 @@
 //! Each waiter owns one slot, which it releases when it stops waiting (ready or dropped), so a
 //! list never holds more entries than there are live waiters, however often consumers come and go.
 
-use std::sync::{Mutex, MutexGuard};
+use std::sync::Mutex;
 use std::task::{Context, Poll, Waker};
 
-/// Locks `mutex`, recovering the data if another thread panicked while holding it.
-///
-/// The model's invariants hold between statements that can panic, so a poisoned lock is safe to
-/// reuse.
-pub(crate) fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
-    mutex
-        .lock()
-        .unwrap_or_else(std::sync::PoisonError::into_inner)
-}
+use crate::sync::lock;
 
 /// The tasks waiting for one kind of change, one slot per waiter.
 #[derive(Debug, Default)]

@@ -28,7 +28,7 @@ use crate::message::{
 };
 use crate::model::{AnnouncedConsumer, Track, TrackConsumer};
 use crate::transport::{Connection, TransportKind};
-use crate::{Error, Path};
+use crate::{Error, Path, TransportError};
 
 pub use fetched::FetchedGroup;
 #[cfg(feature = "fuzzing")]
@@ -245,7 +245,7 @@ impl Session {
         setup: impl std::future::Future<Output = Result<Setup, Error>>,
     ) -> Result<Self, Error> {
         let Ok(result) = tokio::time::timeout(SETUP_TIMEOUT, setup).await else {
-            let err = Error::Transport("setup timed out".into());
+            let err = Error::timeout("setup");
             conn.close(err.code(), &err.to_string());
             return Err(err);
         };
@@ -418,7 +418,7 @@ async fn run(
             // code the peer reset it with.
             res = session_reader.closed() => break match res {
                 Ok(()) => Error::Cancel,
-                Err(err) => Error::Transport(format!("session stream reset: {err}")),
+                Err(err) => Error::Transport(TransportError::SessionReset(Box::new(err))),
             },
             res = conn.accept_bi() => match res {
                 Ok((send, recv)) => {

@@ -23,7 +23,7 @@ pub trait Router: Send + Sync + 'static {
     /// subscription that it would drop at once.
     ///
     /// The default asks [`route`](Self::route), which suits a router without side effects;
-    /// a router that subscribes upstream overrides it, as [`Origins`](crate::Origins) does.
+    /// a router that subscribes upstream overrides it, as [`Origins`](crate::relay::Origins) does.
     fn cached(&self, path: &Path) -> Result<TrackConsumer, Error> {
         self.route(&Track::new(path.clone()))
     }

@@ -19,6 +19,7 @@ use crate::message::{
 use crate::model::{
     Announced, AnnouncedConsumer, AnnouncedProducer, Track, TrackConsumer, TrackHandle,
 };
+use crate::sync::lock;
 use crate::transport::Connection;
 use crate::{Error, GroupOrder, Path};
 
@@ -102,10 +103,7 @@ impl Publisher {
     }
 
     fn tracks(&self) -> MutexGuard<'_, HashMap<Path, (u64, TrackHandle)>> {
-        self.inner
-            .tracks
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner.tracks)
     }
 
     /// Publishes `track` until it ends or the session does (spec §7.1).
@@ -262,6 +260,11 @@ impl Publisher {
         tracing::debug!(path = %fetch.path, group = fetch.group, "fetch");
         let track = self.lookup_cached(&fetch.path)?;
         let mut group = track.get_group(fetch.group).ok_or(Error::NotFound)?;
+        // The model expires groups only at the times it is told: check this one by the clock.
+        let expires = track.info().group_expires;
+        if !expires.is_zero() && group.created().elapsed() > expires {
+            return Err(Error::NotFound);
+        }
         writer.set_priority(stream_priority(
             fetch.priority,
             GroupOrder::Descending,

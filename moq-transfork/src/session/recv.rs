@@ -16,7 +16,7 @@ pub(super) struct GroupLimits {
     pub(super) max_frame_size: u64,
     pub(super) max_group_size: u64,
     /// The relay-wide cache budget: past twice its limit, incoming groups are refused.
-    pub(super) budget: Option<&'static CacheBudget>,
+    pub(super) budget: Option<Arc<CacheBudget>>,
     /// The connection's receive budget.
     pub(super) recv: Arc<RecvBudget>,
 }
@@ -27,6 +27,7 @@ impl GroupLimits {
     fn take(&self, n: u64) -> bool {
         let over_cache = self
             .budget
+            .as_deref()
             .is_some_and(|budget| budget.used() > budget.limit().saturating_mul(2));
         !over_cache && self.recv.take(n)
     }

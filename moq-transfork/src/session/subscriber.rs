@@ -18,6 +18,7 @@ use crate::message::{
 use crate::model::{
     AnnouncedConsumer, AnnouncedProducer, CacheConfig, Track, TrackConsumer, TrackProducer,
 };
+use crate::sync::lock;
 use crate::transport::Connection;
 use crate::{Error, Path};
 
@@ -33,7 +34,7 @@ const INFO_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// The error of a request whose INFO did not come within [`INFO_TIMEOUT`].
 fn info_timed_out() -> Error {
-    Error::Transport(format!("no INFO within {} s", INFO_TIMEOUT.as_secs()))
+    Error::timeout("the INFO reply")
 }
 
 /// The subscriber half; cheap to clone.
@@ -80,7 +81,7 @@ impl Subscriber {
         Self {
             inner: Arc::new(SubscriberInner {
                 conn,
-                cache: options.cache,
+                cache: options.cache.clone(),
                 max_frame_size: options.max_frame_size,
                 max_group_size: options.max_group_size,
                 recv: Arc::new(RecvBudget::new(options.max_recv_bytes)),
@@ -94,10 +95,7 @@ impl Subscriber {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner.state)
     }
 
     /// Ends every subscription with `err`; later subscriptions fail at once.
@@ -117,7 +115,7 @@ impl Subscriber {
                 return producer.subscribe();
             }
         }
-        let (producer, consumer) = track.clone().produce_with(self.inner.cache);
+        let (producer, consumer) = track.clone().produce_with(self.inner.cache.clone());
         if let Some(err) = &state.closed {
             producer.close(err.clone());
             return consumer;
@@ -278,7 +276,7 @@ impl Subscriber {
         let limits = GroupLimits {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
-            budget: self.inner.cache.budget,
+            budget: self.inner.cache.budget.clone(),
             recv: self.inner.recv.clone(),
         };
         // A group that left the cache (evicted, expired, or its track closed) can reach no new

@@ -150,7 +150,7 @@ impl Subscription {
             // Let the last reports out, within bounds, before the FIN.
             Ok(()) => tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut writing)
                 .await
-                .map_err(|_| Error::Transport("subscribe stream blocked".into()))
+                .map_err(|_| Error::timeout("the last writes of a subscribe stream"))
                 .and_then(|written| written),
             Err(err) => Err(err),
         };

@@ -5,18 +5,25 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
+#[cfg(feature = "test-util")]
 use super::memory::MemoryConnection;
 use super::stream::{RecvStream, SendStream};
 use crate::Error;
 
 /// Which transport a [`Connection`] runs on (spec §2.1, §2.2).
+///
+/// Non-exhaustive: the `Memory` variant exists only with the `test-util` feature, which any
+/// crate in a build can turn on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[non_exhaustive]
 pub enum TransportKind {
     /// Raw QUIC with ALPN `moqf-02`: MoQ bytes start at offset 0 of every stream.
     Quic,
     /// WebTransport over HTTP/3 with ALPN `h3`.
     WebTransport,
-    /// The in-memory transport of [`memory::pair`](super::memory::pair), for tests.
+    /// The in-memory transport of [`memory::pair`](super::memory::pair), for tests (cargo
+    /// feature `test-util`).
+    #[cfg(feature = "test-util")]
     Memory,
 }
 
@@ -25,13 +32,14 @@ impl fmt::Display for TransportKind {
         f.write_str(match self {
             Self::Quic => "moqf",
             Self::WebTransport => "webtransport",
+            #[cfg(feature = "test-util")]
             Self::Memory => "memory",
         })
     }
 }
 
 /// An established connection to a peer, over raw QUIC, WebTransport or, in tests, the
-/// [in-memory transport](super::memory).
+/// in-memory transport (`transport::memory`, cargo feature `test-util`).
 ///
 /// Clones share the connection. It closes when [`Connection::close`] is called or the last
 /// clone is dropped (then with a raw code 0 and no reason, spec §2.4), so keep one alive for
@@ -49,6 +57,7 @@ enum Inner {
     // Shared: a session is some 800 bytes of per-clone state, and a session's halves and
     // tasks each hold a clone of its connection.
     WebTransport(Arc<web_transport_quinn::Session>),
+    #[cfg(feature = "test-util")]
     Memory(MemoryConnection),
 }
 
@@ -70,6 +79,7 @@ impl Connection {
     }
 
     /// Wraps one end of an in-memory pair.
+    #[cfg(feature = "test-util")]
     pub(crate) fn memory(conn: MemoryConnection) -> Self {
         Self {
             inner: Inner::Memory(conn),
@@ -104,6 +114,7 @@ impl Connection {
             Inner::Quic(conn) => Some(conn),
             // The session derefs to its QUIC connection.
             Inner::WebTransport(session) => Some(session),
+            #[cfg(feature = "test-util")]
             Inner::Memory(_) => None,
         }
     }
@@ -113,6 +124,7 @@ impl Connection {
         match self.inner {
             Inner::Quic(_) => TransportKind::Quic,
             Inner::WebTransport(_) => TransportKind::WebTransport,
+            #[cfg(feature = "test-util")]
             Inner::Memory(_) => TransportKind::Memory,
         }
     }
@@ -125,7 +137,9 @@ impl Connection {
     /// cluster links.
     pub fn url(&self) -> Option<&url::Url> {
         match &self.inner {
-            Inner::Quic(_) | Inner::Memory(_) => None,
+            Inner::Quic(_) => None,
+            #[cfg(feature = "test-util")]
+            Inner::Memory(_) => None,
             Inner::WebTransport(session) => session.request().map(|request| &request.url),
         }
     }
@@ -136,6 +150,7 @@ impl Connection {
         match &self.inner {
             Inner::Quic(conn) => conn.remote_address(),
             Inner::WebTransport(session) => session.remote_address(),
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => conn.remote_address(),
         }
     }
@@ -175,16 +190,17 @@ impl Connection {
     pub async fn open_bi(&self) -> Result<(SendStream, RecvStream), Error> {
         match &self.inner {
             Inner::Quic(conn) => {
-                let (send, recv) = conn.open_bi().await.map_err(Error::transport)?;
+                let (send, recv) = conn.open_bi().await.map_err(Error::connection)?;
                 Ok((SendStream::quic(send), RecvStream::quic(recv)))
             }
             Inner::WebTransport(session) => {
-                let (send, recv) = session.open_bi().await.map_err(Error::transport)?;
+                let (send, recv) = session.open_bi().await.map_err(Error::connection)?;
                 Ok((
                     SendStream::webtransport(send),
                     RecvStream::webtransport(recv),
                 ))
             }
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => {
                 let (send, recv) = conn.open_bi().await?;
                 Ok((SendStream::memory(send), RecvStream::memory(recv)))
@@ -199,11 +215,12 @@ impl Connection {
     pub async fn open_uni(&self) -> Result<SendStream, Error> {
         match &self.inner {
             Inner::Quic(conn) => Ok(SendStream::quic(
-                conn.open_uni().await.map_err(Error::transport)?,
+                conn.open_uni().await.map_err(Error::connection)?,
             )),
             Inner::WebTransport(session) => Ok(SendStream::webtransport(
-                session.open_uni().await.map_err(Error::transport)?,
+                session.open_uni().await.map_err(Error::connection)?,
             )),
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => Ok(SendStream::memory(conn.open_uni().await?)),
         }
     }
@@ -215,16 +232,17 @@ impl Connection {
     pub async fn accept_bi(&self) -> Result<(SendStream, RecvStream), Error> {
         match &self.inner {
             Inner::Quic(conn) => {
-                let (send, recv) = conn.accept_bi().await.map_err(Error::transport)?;
+                let (send, recv) = conn.accept_bi().await.map_err(Error::connection)?;
                 Ok((SendStream::quic(send), RecvStream::quic(recv)))
             }
             Inner::WebTransport(session) => {
-                let (send, recv) = session.accept_bi().await.map_err(Error::transport)?;
+                let (send, recv) = session.accept_bi().await.map_err(Error::connection)?;
                 Ok((
                     SendStream::webtransport(send),
                     RecvStream::webtransport(recv),
                 ))
             }
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => {
                 let (send, recv) = conn.accept_bi().await?;
                 Ok((SendStream::memory(send), RecvStream::memory(recv)))
@@ -239,11 +257,12 @@ impl Connection {
     pub async fn accept_uni(&self) -> Result<RecvStream, Error> {
         match &self.inner {
             Inner::Quic(conn) => Ok(RecvStream::quic(
-                conn.accept_uni().await.map_err(Error::transport)?,
+                conn.accept_uni().await.map_err(Error::connection)?,
             )),
             Inner::WebTransport(session) => Ok(RecvStream::webtransport(
-                session.accept_uni().await.map_err(Error::transport)?,
+                session.accept_uni().await.map_err(Error::connection)?,
             )),
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => Ok(RecvStream::memory(conn.accept_uni().await?)),
         }
     }
@@ -267,6 +286,7 @@ impl Connection {
         match &self.inner {
             Inner::Quic(conn) => conn.close(code.into(), reason.as_bytes()),
             Inner::WebTransport(session) => session.close(code, reason.as_bytes()),
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => conn.close(code, reason),
         }
     }
@@ -291,13 +311,14 @@ impl Connection {
                         // the mapped code (spec §2.4).
                         Some(code) => match crate::from_wire(code) {
                             Some(code) => Error::from_code(code),
-                            None => Error::transport(err),
+                            None => Error::connection(err),
                         },
-                        None => Error::transport(err),
+                        None => Error::connection(err),
                     }
                 }
-                err => Error::transport(err),
+                err => Error::connection(err),
             },
+            #[cfg(feature = "test-util")]
             Inner::Memory(conn) => conn.closed().await,
         }
     }
@@ -315,6 +336,6 @@ fn application_code(err: &quinn::ConnectionError) -> Option<u64> {
 fn quic_close_error(err: quinn::ConnectionError) -> Error {
     match application_code(&err).map(u32::try_from) {
         Some(Ok(code)) => Error::from_code(code),
-        _ => Error::transport(err),
+        _ => Error::connection(err),
     }
 }

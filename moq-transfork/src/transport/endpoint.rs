@@ -11,7 +11,7 @@ use web_transport_quinn::http;
 use super::certs::CertResolver;
 use super::connection::Connection;
 use super::tls::{self, ClientTls, ServerTls, TlsError};
-use crate::Error;
+use crate::{Cause, Error, TransportError};
 
 /// The ALPN of raw QUIC (spec §1, §2.1).
 pub const ALPN_QUIC: &[u8] = b"moqf-02";
@@ -135,7 +135,7 @@ pub enum BindError {
 
 impl From<BindError> for Error {
     fn from(err: BindError) -> Self {
-        Self::transport(err)
+        Self::connect(err)
     }
 }
 
@@ -148,7 +148,7 @@ impl From<BindError> for Error {
 ///
 /// ```
 /// use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig, ServerTls};
-/// use moq_transfork::Error;
+/// use moq_transfork::{Cause, Error, TransportError};
 ///
 /// # #[tokio::main(flavor = "current_thread")]
 /// # async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -171,7 +171,7 @@ impl From<BindError> for Error {
 /// let accept = async {
 ///     match server.accept().await {
 ///         Some(incoming) => incoming.accept().await,
-///         None => Err(Error::Transport("endpoint closed".into())),
+///         None => Err(Error::Transport(TransportError::Connect(Cause::msg("endpoint closed")))),
 ///     }
 /// };
 /// let (ours, theirs) = tokio::join!(client.connect(&url), accept);
@@ -293,7 +293,7 @@ impl Endpoint {
             "https" => &self.client_webtransport,
             "moqf" => &self.client_quic,
             scheme => {
-                return Err(Error::Transport(format!(
+                return Err(connect_msg(format!(
                     "unsupported URL scheme {scheme:?}: use https or moqf"
                 )))
             }
@@ -304,12 +304,7 @@ impl Endpoint {
             Some(url::Host::Domain(name)) => name.to_owned(),
             Some(url::Host::Ipv4(ip)) => ip.to_string(),
             Some(url::Host::Ipv6(ip)) => ip.to_string(),
-            None => {
-                return Err(Error::Transport(format!(
-                    "no host in {}",
-                    without_query(url)
-                )))
-            }
+            None => return Err(connect_msg(format!("no host in {}", without_query(url)))),
         };
         let port = url.port().unwrap_or(DEFAULT_PORT);
         let addr = self.resolve(&host, port).await?;
@@ -317,8 +312,8 @@ impl Endpoint {
         let connecting = self
             .quic
             .connect_with(config.clone(), addr, &host)
-            .map_err(Error::transport)?;
-        let conn = connecting.await.map_err(Error::transport)?;
+            .map_err(Error::connect)?;
+        let conn = connecting.await.map_err(Error::connect)?;
         tracing::debug!(url = %without_query(url), %addr, "connected");
 
         if url.scheme() == "moqf" {
@@ -334,7 +329,7 @@ impl Endpoint {
                 Some(http::StatusCode::UNAUTHORIZED | http::StatusCode::FORBIDDEN) => {
                     Error::Unauthorized
                 }
-                _ => Error::transport(err),
+                _ => Error::connect(err),
             })?;
         Ok(Connection::webtransport(session))
     }
@@ -343,7 +338,7 @@ impl Endpoint {
     async fn resolve(&self, host: &str, port: u16) -> Result<SocketAddr, Error> {
         let addrs: Vec<SocketAddr> = tokio::net::lookup_host((host, port))
             .await
-            .map_err(|err| Error::Transport(format!("lookup {host}: {err}")))?
+            .map_err(|err| connect_msg(format!("lookup {host}: {err}")))?
             .collect();
         let ipv6 = self
             .local_addr()
@@ -354,7 +349,7 @@ impl Endpoint {
             .find(|addr| addr.is_ipv6() == ipv6)
             .or(addrs.first())
             .copied()
-            .ok_or_else(|| Error::Transport(format!("lookup {host}: no addresses")))
+            .ok_or_else(|| connect_msg(format!("lookup {host}: no addresses")))
     }
 
     /// Waits for the next incoming connection attempt; `None` once the endpoint is closed.
@@ -387,6 +382,11 @@ fn refused_status(err: &web_transport_quinn::ClientError) -> Option<http::Status
         )) => *status,
         _ => None,
     }
+}
+
+/// A [`TransportError::Connect`] that only a message describes.
+fn connect_msg(text: String) -> Error {
+    Error::Transport(TransportError::Connect(Cause::msg(text)))
 }
 
 /// `url` without its query, which may hold a token, for logs and errors.
@@ -460,12 +460,12 @@ impl Incoming {
         check: impl FnOnce(&Url) -> bool,
     ) -> Result<Connection, Error> {
         let deadline = tokio::time::Instant::now() + HANDSHAKE_TIMEOUT;
-        let connecting = self.incoming.accept().map_err(Error::transport)?;
+        let connecting = self.incoming.accept().map_err(Error::connect)?;
         // Dropping an unfinished handshake closes the connection (code 0).
         let conn = tokio::time::timeout_at(deadline, connecting)
             .await
-            .map_err(|_| Error::Transport("quic handshake timeout".into()))?
-            .map_err(Error::transport)?;
+            .map_err(|_| Error::timeout("QUIC handshake"))?
+            .map_err(Error::connect)?;
 
         let alpn = conn
             .handshake_data()
@@ -495,11 +495,11 @@ impl Incoming {
                         );
                         Err(err)
                     }
-                    Ok(Err(err)) => Err(Error::transport(err)),
+                    Ok(Err(err)) => Err(Error::connect(err)),
                     Err(_) => {
                         let code = Error::Cancel.code();
                         conn.close(code.into(), b"webtransport handshake timeout");
-                        Err(Error::Transport("webtransport handshake timeout".into()))
+                        Err(Error::timeout("WebTransport handshake"))
                     }
                 }
             }
@@ -508,7 +508,7 @@ impl Incoming {
             other => {
                 let code = Error::ProtocolViolation.code();
                 conn.close(code.into(), b"unsupported ALPN");
-                Err(Error::Transport(format!(
+                Err(connect_msg(format!(
                     "unsupported ALPN {:?}",
                     other.map(String::from_utf8_lossy)
                 )))

@@ -3,12 +3,13 @@
 //! One [`Endpoint`] binds one UDP socket, accepts both raw QUIC (`moqf-02`) and WebTransport
 //! (`h3`) connections, and dials out on the same socket (spec §2, §11). Both transports end up
 //! as a [`Connection`] with [`SendStream`]s and [`RecvStream`]s whose error codes are mapped
-//! the way 0.8.0 peers expect (spec §2.4). For tests without sockets, [`memory::pair`] gives
-//! two connected [`Connection`]s in one process.
+//! the way 0.8.0 peers expect (spec §2.4). For tests without sockets, `memory::pair` (cargo
+//! feature `test-util`) gives two connected [`Connection`]s in one process.
 
 mod certs;
 mod connection;
 mod endpoint;
+#[cfg(feature = "test-util")]
 pub mod memory;
 mod stream;
 mod tls;

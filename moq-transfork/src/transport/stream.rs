@@ -5,9 +5,10 @@ use std::future::poll_fn;
 use bytes::Bytes;
 use web_transport_quinn::generic::poll::SendStream as _;
 
+#[cfg(feature = "test-util")]
 use super::memory::{MemoryRecvStream, MemorySendStream};
 use crate::error::{from_wire, to_wire};
-use crate::Error;
+use crate::{Error, TransportError};
 
 /// The MoqTransfork code of a RESET_STREAM or STOP_SENDING code received on raw QUIC.
 ///
@@ -20,15 +21,17 @@ pub(crate) fn decode_code(wire: u64) -> Option<u32> {
 
 /// The code of a received STOP_SENDING, or an error when it cannot be decoded.
 fn stop_code(wire: u64) -> Result<u32, Error> {
-    decode_code(wire)
-        .ok_or_else(|| Error::Transport(format!("stopped with unknown code {wire:#x}")))
+    decode_code(wire).ok_or(Error::Transport(TransportError::UnknownCode {
+        action: "stopped",
+        wire,
+    }))
 }
 
 /// The error for a stream that the peer reset or stopped with a wire code.
-fn remote(wire: u64, what: &str) -> Error {
+fn remote(wire: u64, action: &'static str) -> Error {
     match decode_code(wire) {
         Some(code) => Error::from_code(code),
-        None => Error::Transport(format!("{what} with unknown code {wire:#x}")),
+        None => Error::Transport(TransportError::UnknownCode { action, wire }),
     }
 }
 
@@ -44,6 +47,7 @@ pub struct SendStream {
 enum SendInner {
     Quic(quinn::SendStream),
     WebTransport(web_transport_quinn::SendStream),
+    #[cfg(feature = "test-util")]
     Memory(MemorySendStream),
 }
 
@@ -60,6 +64,7 @@ impl SendStream {
         }
     }
 
+    #[cfg(feature = "test-util")]
     pub(crate) fn memory(stream: MemorySendStream) -> Self {
         Self {
             inner: SendInner::Memory(stream),
@@ -77,6 +82,7 @@ impl SendStream {
             SendInner::WebTransport(stream) => {
                 stream.write_chunk(chunk).await.map_err(wt_write_error)
             }
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.write_chunk(chunk).await,
         }
     }
@@ -89,6 +95,7 @@ impl SendStream {
         match &mut self.inner {
             SendInner::Quic(stream) => stream.write_all(buf).await.map_err(quic_write_error),
             SendInner::WebTransport(stream) => stream.write_all(buf).await.map_err(wt_write_error),
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.write_chunk(Bytes::copy_from_slice(buf)).await,
         }
     }
@@ -100,6 +107,7 @@ impl SendStream {
         let _ = match &self.inner {
             SendInner::Quic(stream) => stream.set_priority(priority).map_err(drop),
             SendInner::WebTransport(stream) => stream.set_priority(priority).map_err(drop),
+            #[cfg(feature = "test-util")]
             SendInner::Memory(_) => Ok(()),
         };
     }
@@ -110,8 +118,9 @@ impl SendStream {
     /// [`Error::Transport`] when the stream was already finished or reset.
     pub fn finish(&mut self) -> Result<(), Error> {
         match &mut self.inner {
-            SendInner::Quic(stream) => stream.finish().map_err(Error::transport),
-            SendInner::WebTransport(stream) => stream.finish().map_err(Error::transport),
+            SendInner::Quic(stream) => stream.finish().map_err(Error::write),
+            SendInner::WebTransport(stream) => stream.finish().map_err(Error::write),
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.finish(),
         }
     }
@@ -128,6 +137,7 @@ impl SendStream {
             // In an HTTP/3 session web-transport-quinn maps the code itself.
             SendInner::WebTransport(stream) => stream.reset(code).map_err(drop),
             // In memory codes travel unmapped.
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => {
                 stream.reset(code);
                 Ok(())
@@ -152,7 +162,7 @@ impl SendStream {
             SendInner::Quic(stream) => match stream.stopped().await {
                 Ok(None) => Ok(None),
                 Ok(Some(wire)) => stop_code(wire.into_inner()).map(Some),
-                Err(err) => Err(Error::transport(err)),
+                Err(err) => Err(Error::write(err)),
             },
             SendInner::WebTransport(stream) => {
                 // The poll form reports an unmappable code (such as a raw 0 from quinn's drop)
@@ -163,9 +173,10 @@ impl SendStream {
                     Err(web_transport_quinn::WriteError::InvalidStopped(wire)) => {
                         stop_code(wire.into_inner()).map(Some)
                     }
-                    Err(err) => Err(Error::transport(err)),
+                    Err(err) => Err(Error::write(err)),
                 }
             }
+            #[cfg(feature = "test-util")]
             SendInner::Memory(stream) => stream.stopped().await,
         }
     }
@@ -183,6 +194,7 @@ pub struct RecvStream {
 enum RecvInner {
     Quic(quinn::RecvStream),
     WebTransport(web_transport_quinn::RecvStream),
+    #[cfg(feature = "test-util")]
     Memory(MemoryRecvStream),
 }
 
@@ -199,6 +211,7 @@ impl RecvStream {
         }
     }
 
+    #[cfg(feature = "test-util")]
     pub(crate) fn memory(stream: MemoryRecvStream) -> Self {
         Self {
             inner: RecvInner::Memory(stream),
@@ -219,7 +232,7 @@ impl RecvStream {
             RecvInner::Quic(stream) => match stream.read_chunk(max, true).await {
                 Ok(chunk) => Ok(chunk.map(|chunk| chunk.bytes)),
                 Err(quinn::ReadError::Reset(wire)) => Err(remote(wire.into_inner(), "reset")),
-                Err(err) => Err(Error::transport(err)),
+                Err(err) => Err(Error::read(err)),
             },
             RecvInner::WebTransport(stream) => match stream.read_chunk(max, true).await {
                 Ok(chunk) => Ok(chunk.map(|chunk| chunk.bytes)),
@@ -227,8 +240,9 @@ impl RecvStream {
                 Err(web_transport_quinn::ReadError::InvalidReset(wire)) => {
                     Err(remote(wire.into_inner(), "reset"))
                 }
-                Err(err) => Err(Error::transport(err)),
+                Err(err) => Err(Error::read(err)),
             },
+            #[cfg(feature = "test-util")]
             RecvInner::Memory(stream) => stream.read_chunk(max).await,
         }
     }
@@ -242,6 +256,7 @@ impl RecvStream {
             // Mapped by hand for the reason given in `SendStream::reset` (spec §2.2a).
             RecvInner::Quic(stream) => stream.stop(wire_code(code)).map_err(drop),
             RecvInner::WebTransport(stream) => stream.stop(code).map_err(drop),
+            #[cfg(feature = "test-util")]
             RecvInner::Memory(stream) => {
                 stream.stop(code);
                 Ok(())
@@ -258,7 +273,7 @@ fn wire_code(code: u32) -> quinn::VarInt {
 fn quic_write_error(err: quinn::WriteError) -> Error {
     match err {
         quinn::WriteError::Stopped(wire) => remote(wire.into_inner(), "stopped"),
-        err => Error::transport(err),
+        err => Error::write(err),
     }
 }
 
@@ -268,6 +283,6 @@ fn wt_write_error(err: web_transport_quinn::WriteError) -> Error {
         web_transport_quinn::WriteError::InvalidStopped(wire) => {
             remote(wire.into_inner(), "stopped")
         }
-        err => Error::transport(err),
+        err => Error::write(err),
     }
 }

@@ -4,10 +4,13 @@ use std::fs::File;
 use std::io::BufReader;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+#[cfg(feature = "dev-cert")]
 use std::time::{Duration, SystemTime};
 
 use rustls::crypto::CryptoProvider;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, PrivatePkcs8KeyDer};
+#[cfg(feature = "dev-cert")]
+use rustls::pki_types::PrivatePkcs8KeyDer;
+use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use rustls::sign::CertifiedKey;
 use rustls::{InconsistentKeys, KeyLogFile, RootCertStore};
 use sha2::{Digest, Sha256};
@@ -18,9 +21,11 @@ use super::verify::{LooseVerifier, Pin};
 
 /// How long a generated certificate stays valid. Browsers accept a certificate pinned with
 /// `serverCertificateHashes` only if its validity is shorter than 14 days.
+#[cfg(feature = "dev-cert")]
 const SELF_SIGNED_VALIDITY: Duration = Duration::from_secs(10 * 24 * 60 * 60);
 
 /// How far back a generated certificate's validity starts, to absorb clock skew.
+#[cfg(feature = "dev-cert")]
 const SELF_SIGNED_BACKDATE: Duration = Duration::from_secs(60);
 
 /// Why a TLS configuration could not be built.
@@ -72,6 +77,7 @@ pub enum TlsError {
     #[error("no usable system root certificates: {0}")]
     NoSystemRoots(String),
     /// Generating a self-signed certificate failed.
+    #[cfg(feature = "dev-cert")]
     #[error("certificate generation: {0}")]
     Generate(#[from] rcgen::Error),
     /// rustls refused the configuration.
@@ -201,9 +207,11 @@ impl ServerTls {
     ///
     /// Those are the rules browsers set for certificates pinned with `serverCertificateHashes`,
     /// so a browser can connect after fetching [`ServerTls::fingerprints`] (spec §10.2).
+    /// For development: needs the cargo feature `dev-cert`.
     ///
     /// # Errors
     /// Fails when a hostname is not a valid DNS name or IP address.
+    #[cfg(feature = "dev-cert")]
     pub fn self_signed(hostnames: &[String]) -> Result<Self, TlsError> {
         let key_pair = rcgen::KeyPair::generate_for(&rcgen::PKCS_ECDSA_P256_SHA256)?;
         // `CertificateParams::new` turns names that parse as IP addresses into IP SANs.
@@ -236,7 +244,7 @@ impl ServerTls {
         self.keys.iter().filter_map(|key| key.cert.first())
     }
 
-    /// Whether the certificate was made by [`ServerTls::self_signed`].
+    /// Whether the certificate was generated (`ServerTls::self_signed`, feature `dev-cert`).
     pub fn is_generated(&self) -> bool {
         self.generated
     }

@@ -10,10 +10,11 @@ use moq_transfork::message::{
     Announce, AnnouncePlease, BiStream, FrameHeader, GroupHeader, Info, Subscribe, UniStream,
 };
 use moq_transfork::model::{Track, TrackConsumer};
+use moq_transfork::relay::Origins;
 use moq_transfork::transport::memory::{self, Config};
 use moq_transfork::transport::{Connection, RecvStream, SendStream};
 use moq_transfork::{
-    Decode, DecodeError, Encode, Error, GroupOrder, Origins, Path, Session, SessionOptions,
+    Decode, DecodeError, Encode, Error, GroupOrder, Path, Session, SessionOptions,
 };
 
 /// CLIENT_SETUP offering 0xff0bad02, after the session stream type (spec §4).

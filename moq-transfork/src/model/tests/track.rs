@@ -1,6 +1,9 @@
 use std::future::Future;
+use std::sync::Arc;
 use std::task::Poll;
 use std::time::Duration;
+
+use tokio::time::Instant;
 
 use bytes::Bytes;
 
@@ -208,13 +211,13 @@ fn chunked_frames_are_counted_as_written() {
 
 #[test]
 fn shared_budget_evicts_down_to_the_latest() {
-    let budget: &'static CacheBudget = Box::leak(Box::new(CacheBudget::new(10)));
+    let budget = Arc::new(CacheBudget::new(10));
     let config = CacheConfig {
-        budget: Some(budget),
+        budget: Some(budget.clone()),
         ..CacheConfig::default()
     };
     let four = Bytes::from_static(b"1234");
-    let (a, _ca) = track().produce_with(config);
+    let (a, _ca) = track().produce_with(config.clone());
     let (b, _cb) = track().produce_with(config);
     a.append_group().unwrap().write_frame(four.clone());
     a.append_group().unwrap().write_frame(four.clone());
@@ -264,24 +267,34 @@ fn slow_consumer_skips_evicted_groups() {
     assert_pending(consumer.next_group());
 }
 
-#[tokio::test(start_paused = true)]
-async fn expired_groups_are_skipped_and_evicted() {
+#[test]
+fn expired_groups_are_evicted_at_the_callers_time() {
     let info = track().with_group_expires(Duration::from_secs(2));
     let (producer, mut consumer) = info.produce();
-    producer.create_group(0).unwrap();
-    tokio::time::advance(Duration::from_secs(1)).await;
-    producer.create_group(1).unwrap();
-    tokio::time::advance(Duration::from_secs(1)).await;
+    // Far from the real clock: the model reads none.
+    let start = Instant::now() + Duration::from_secs(3600);
+    let at = |ms: u64| start + Duration::from_millis(ms);
+    producer.create_group_at(0, at(0)).unwrap();
+    producer.create_group_at(1, at(1000)).unwrap();
+    assert_eq!(consumer.get_group(1).unwrap().created(), at(1000));
     // Group 0 is exactly 2 s old: not expired yet.
+    producer.expire(at(2000));
     assert!(consumer.get_group(0).is_some());
 
-    tokio::time::advance(Duration::from_millis(1)).await;
+    producer.expire(at(2001));
     assert!(consumer.get_group(0).is_none());
     assert_eq!(producer.cached_groups(), 1);
     assert_eq!(next_sequence(&mut consumer), 1);
 
-    producer.create_group(2).unwrap();
-    tokio::time::advance(Duration::from_secs(3)).await;
+    // A creation evicts the groups expired at its time.
+    producer.create_group_at(2, at(3001)).unwrap();
+    assert!(consumer.get_group(1).is_none());
+    assert_eq!(producer.cached_groups(), 1);
+
+    // Nothing expires until a caller says what time it is, then the latest goes too.
+    assert_eq!(next_sequence(&mut consumer), 2);
+    producer.expire(at(6000));
+    assert!(consumer.get_group(2).is_none());
     assert_pending(consumer.next_group());
     assert_eq!(producer.cached_groups(), 0);
     assert_eq!(producer.latest(), Some(2));

@@ -95,7 +95,7 @@ use std::sync::Arc;
 use tokio::sync::{mpsc, watch, Semaphore};
 
 use super::Connection;
-use crate::Error;
+use crate::{Cause, Error, TransportError};
 use pipe::Pipe;
 use stream::Credit;
 
@@ -170,6 +170,11 @@ pub fn pair_with(config: Config) -> (Connection, Connection) {
         })
     };
     (end(Side::First), end(Side::Second))
+}
+
+/// The error of an operation on a closed connection.
+fn closed(text: String) -> Error {
+    Error::Transport(TransportError::Connection(Cause::msg(text)))
 }
 
 /// Which end of a pair.
@@ -278,9 +283,9 @@ impl Link {
     /// The error operations fail with once the connection is closed.
     fn error(&self, close: &Close) -> Error {
         if close.by == self.side {
-            Error::Transport("connection closed locally".into())
+            closed("connection closed locally".into())
         } else {
-            Error::Transport(format!(
+            closed(format!(
                 "connection closed by peer with code {}: {}",
                 close.code, close.reason
             ))
@@ -330,7 +335,7 @@ impl Link {
             err = self.closed() => Err(err),
             permit = queue.credit.clone().acquire_owned() => permit
                 .map(Arc::new)
-                .map_err(|_| Error::Transport("connection closed".into())),
+                .map_err(|_| closed("connection closed".into())),
         }
     }
 
@@ -341,7 +346,7 @@ impl Link {
             biased;
             err = self.closed() => Err(err),
             item = async { queue.rx.lock().await.recv().await } => {
-                item.ok_or_else(|| Error::Transport("connection closed".into()))
+                item.ok_or_else(|| closed("connection closed".into()))
             }
         }
     }
@@ -397,7 +402,7 @@ impl MemoryConnection {
         queue
             .tx
             .send((back.clone(), out.clone(), credit))
-            .map_err(|_| Error::Transport("connection closed".into()))?;
+            .map_err(|_| closed("connection closed".into()))?;
         Ok((
             MemorySendStream::new(out, link.clone(), None, self.end.clone()),
             MemoryRecvStream::new(back, link.clone(), None, self.end.clone()),
@@ -412,7 +417,7 @@ impl MemoryConnection {
         queue
             .tx
             .send((out.clone(), credit))
-            .map_err(|_| Error::Transport("connection closed".into()))?;
+            .map_err(|_| closed("connection closed".into()))?;
         Ok(MemorySendStream::new(
             out,
             link.clone(),

@@ -7,7 +7,15 @@ use std::task::{Context, Poll, Waker};
 
 use bytes::Bytes;
 
-use crate::Error;
+use crate::sync::lock;
+use crate::{Cause, Error, TransportError};
+
+/// The error of a write to a stream that was finished or reset.
+fn finished() -> Error {
+    Error::Transport(TransportError::Write(Cause::msg(
+        "stream already finished or reset",
+    )))
+}
 
 /// What the sending side has done to the stream.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -72,10 +80,7 @@ impl Pipe {
     }
 
     fn lock(&self) -> MutexGuard<'_, State> {
-        // No code panics while holding the lock; recover the state anyway.
-        self.state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.state)
     }
 
     /// Moves as much of `chunk` into the pipe as the window allows, splitting it without
@@ -87,9 +92,7 @@ impl Pipe {
     ) -> Poll<Result<(), Error>> {
         let mut state = self.lock();
         if state.send != SendState::Open {
-            return Poll::Ready(Err(Error::Transport(
-                "stream already finished or reset".into(),
-            )));
+            return Poll::Ready(Err(finished()));
         }
         if let RecvState::Stopped(code) = state.recv {
             return Poll::Ready(Err(Error::from_code(code)));
@@ -116,7 +119,7 @@ impl Pipe {
     pub(super) fn finish(&self) -> Result<(), Error> {
         let mut state = self.lock();
         if state.send != SendState::Open {
-            return Err(Error::Transport("stream already finished or reset".into()));
+            return Err(finished());
         }
         state.send = SendState::Finished;
         wake(&mut state.reader);
@@ -161,7 +164,9 @@ impl Pipe {
             return Poll::Ready(Err(Error::from_code(code)));
         }
         if let RecvState::Stopped(_) = state.recv {
-            return Poll::Ready(Err(Error::Transport("stream already stopped".into())));
+            return Poll::Ready(Err(Error::Transport(TransportError::Read(Cause::msg(
+                "stream already stopped",
+            )))));
         }
         if let Some(mut chunk) = state.chunks.pop_front() {
             if chunk.len() > max {

@@ -140,7 +140,7 @@ impl Pump {
                         if let Some(current) = self.current {
                             self.setbacks.remove(&current);
                         }
-                        if let Err(err) = self.producer.insert_group(group) {
+                        if let Err(err) = self.producer.insert_group(group, Instant::now()) {
                             tracing::debug!(path = %self.path, %err, "group not relayed");
                         }
                     }

@@ -12,6 +12,7 @@ use crate::model::{
     Announced, AnnouncedProducer, CacheConfig, Track, TrackConsumer, TrackProducer,
 };
 use crate::session::{Router, Session};
+use crate::sync::lock;
 use crate::{Error, Path};
 
 mod pump;
@@ -32,18 +33,17 @@ use pump::Pump;
 /// session announces the path, or the upstream subscription ends or fails while another session
 /// still offers it), the relay track switches to the newest session offering the path: the
 /// subscribers keep their subscription and receive the new origin's groups, whatever their
-/// sequence numbers (the relay track forgets the old origin's sequences, see
-/// [`TrackProducer::forget_groups`]). Groups are forwarded without copying
-/// ([`TrackProducer::insert_group`]). An origin whose upstream subscription fails (refused, or
-/// reset) while it still offers the path is tried again after a short delay (100 ms, doubling
-/// up to 1 s, at most 8 failures in a row), the newest other origin feeding the relay track
-/// meanwhile; one that ended the track cleanly, or failed 8 times, is tried again only once it
-/// withdraws the path and announces it again. When no origin is left to try, the relay track
-/// ends as its last upstream subscription did: with its error, or cleanly. A subscriber built on
-/// this crate refuses a group whose sequence it already received (as a duplicate); a 0.8.0
-/// subscriber ignores every group whose sequence is not above the highest it has seen, so a
-/// handover to an origin that restarts its numbering reaches it only once the numbers exceed
-/// the old ones.
+/// sequence numbers (the relay track forgets the old origin's sequences). Groups are forwarded
+/// without copying: the relay track shares each upstream group's state. An origin whose
+/// upstream subscription fails (refused, or reset) while it still offers the path is tried
+/// again after a short delay (100 ms, doubling up to 1 s, at most 8 failures in a row), the
+/// newest other origin feeding the relay track meanwhile; one that ended the track cleanly, or
+/// failed 8 times, is tried again only once it withdraws the path and announces it again. When
+/// no origin is left to try, the relay track ends as its last upstream subscription did: with
+/// its error, or cleanly. A subscriber built on this crate refuses a group whose sequence it
+/// already received (as a duplicate); a 0.8.0 subscriber ignores every group whose sequence is
+/// not above the highest it has seen, so a handover to an origin that restarts its numbering
+/// reaches it only once the numbers exceed the old ones.
 ///
 /// # Limits
 ///
@@ -62,7 +62,8 @@ use pump::Pump;
 /// # #[allow(dead_code)]
 /// # async fn relay(endpoint: moq_transfork::transport::Endpoint) -> Result<(), moq_transfork::Error> {
 /// use std::sync::Arc;
-/// use moq_transfork::{Origins, Path, Session, SessionOptions};
+/// use moq_transfork::relay::Origins;
+/// use moq_transfork::{Path, Session, SessionOptions};
 ///
 /// let origins = Origins::new();
 /// while let Some(incoming) = endpoint.accept().await {
@@ -215,10 +216,7 @@ impl Origins {
     }
 
     fn state(&self) -> MutexGuard<'_, State> {
-        self.inner
-            .state
-            .lock()
-            .unwrap_or_else(|poison| poison.into_inner())
+        lock(&self.inner.state)
     }
 
     /// The announcements of every path in the registry, to offer to other sessions
