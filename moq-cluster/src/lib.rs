@@ -58,6 +58,7 @@ mod link;
 mod members;
 mod names;
 mod registry;
+mod stats;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -68,6 +69,7 @@ use moq_transfork::{Error, Origins, Path, Session, SessionOptions, Track};
 use tokio::sync::watch;
 
 pub use names::{link_url, member_name, origin_path, InvalidName};
+pub use stats::ClusterStats;
 
 use members::Membership;
 use registry::Registry;
@@ -161,6 +163,7 @@ struct Inner {
     /// Members registered by discovery links (used on the root only).
     registry: Registry,
     members: Mutex<Membership<watch::Sender<bool>>>,
+    stats: ClusterStats,
 }
 
 impl fmt::Debug for Cluster {
@@ -207,8 +210,14 @@ impl Cluster {
                 token: config.token,
                 registry,
                 members: Mutex::new(Membership::new(is_root)),
+                stats: ClusterStats::default(),
             }),
         })
+    }
+
+    /// Links up, redials, and whether the root has been reached.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.inner.stats
     }
 
     /// True when this relay is the cluster's root.

@@ -17,6 +17,7 @@ impl Cluster {
             match self.dial(root).await {
                 Ok(session) => {
                     backoff.reset();
+                    self.stats().set_root_reached();
                     tracing::info!("cluster: root link up ({root})");
                     let reason = self.discover(&session).await;
                     session.close(Error::Cancel);
@@ -28,6 +29,7 @@ impl Cluster {
                 Err(err) => tracing::warn!("cluster: cannot reach the root {root}: {err}"),
             }
             tokio::time::sleep(backoff.next_delay()).await;
+            self.stats().redial();
         }
     }
 
@@ -124,6 +126,7 @@ pub(crate) async fn run_peer_link(
         match dialed {
             Ok(session) => {
                 backoff.reset();
+                let _up = cluster.stats().peer_up();
                 tracing::info!("cluster: linked to member {name}");
                 // Closing the session ends `serve`, which then withdraws every path; `serve`
                 // itself must not be cancelled, or the paths would stay.
@@ -146,7 +149,7 @@ pub(crate) async fn run_peer_link(
             return;
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => cluster.stats().redial(),
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }

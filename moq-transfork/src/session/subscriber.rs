@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::fetched::FetchedGroup;
 use super::recv::{read_frames, GroupLimits, RecvBudget};
 use super::stream::{Reader, Writer};
-use super::SessionOptions;
+use super::{SessionOptions, SessionStats};
 use crate::message::{
     Announce, AnnouncePlease, BiStream, Fetch, GroupDrop, GroupHeader, Info, InfoRequest,
     Subscribe, UniStream,
@@ -55,6 +55,7 @@ struct SubscriberInner {
     announced_paths: Arc<AtomicUsize>,
     next_id: AtomicU64,
     state: Mutex<State>,
+    stats: Arc<SessionStats>,
 }
 
 #[derive(Default)]
@@ -89,6 +90,7 @@ impl Subscriber {
                 announced_paths: Arc::default(),
                 next_id: AtomicU64::new(0),
                 state: Mutex::default(),
+                stats: options.stats.clone(),
             }),
         }
     }
@@ -138,9 +140,11 @@ impl Subscriber {
     async fn run_subscribe(self, id: u64, track: Track, producer: TrackProducer) {
         tracing::debug!(id, path = %track.path, "subscribe");
         let mut stream = None;
+        let open = self.inner.stats.upstream();
         let result = self
             .subscribe_stream(id, &track, &producer, &mut stream)
             .await;
+        drop(open);
 
         // Remove the subscription from the dedup table first, so a new subscribe starts
         // afresh; group streams of this id are still accepted for a moment (ENDED_GRACE).
@@ -165,6 +169,7 @@ impl Subscriber {
             }
             Err(err) => {
                 tracing::debug!(id, path = %track.path, %err, "subscription failed");
+                self.inner.stats.reset(&err);
                 if let Some((writer, reader)) = stream.as_mut() {
                     writer.reset(&err);
                     reader.stop(&err);
@@ -270,16 +275,19 @@ impl Subscriber {
         let (mut group, track) = match result {
             Ok(found) => found,
             Err(err) => {
+                self.inner.stats.reset(&err);
                 reader.stop(&err);
                 return;
             }
         };
+        self.inner.stats.group_received();
         let sequence = group.sequence();
         let limits = GroupLimits {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
             budget: self.inner.cache.budget,
             recv: self.inner.recv.clone(),
+            stats: self.inner.stats.clone(),
         };
         // A group that left the cache (evicted, expired, or its track closed) can reach no new
         // consumer, and its bytes count towards no cache: stop reading it rather than buffer
@@ -293,6 +301,7 @@ impl Subscriber {
         match read_frames(&mut reader, &mut group, &limits, uncached).await {
             Ok(()) => group.finish(),
             Err(err) => {
+                self.inner.stats.reset(&err);
                 reader.stop(&err);
                 group.close(err);
             }
@@ -369,6 +378,7 @@ impl Subscriber {
             max_group_size: self.inner.max_group_size,
             budget: None,
             recv: self.inner.recv.clone(),
+            stats: self.inner.stats.clone(),
         };
         FetchedGroup::spawn(self.inner.conn.clone(), request, limits)
     }
