@@ -142,6 +142,10 @@ pub(crate) struct Args {
     /// Less logging: -q errors only, -qq nothing. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     pub(crate) quiet: u8,
+
+    /// The metrics listener and the public HTTP listener.
+    #[command(flatten)]
+    pub(crate) obs: crate::metrics::ObsArgs,
 }
 
 impl Args {

@@ -1,0 +1,103 @@
+//! The public HTTP endpoint on TCP at the `--bind` address: HTTPS with the relay's
+//! certificate, or plain HTTP with a generated development certificate. It serves the HTTP
+//! API ([`api`]: `/announced`, `/fetch`), `GET /fingerprint` in development mode (spec §10.2)
+//! and the browser page at `/` (the files of `web/`, embedded in the binary).
+
+mod api;
+mod tls;
+
+use std::sync::Arc;
+
+use axum::http::{header, StatusCode};
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::Router;
+
+pub(crate) use api::Api;
+pub(crate) use tls::TlsListener;
+
+/// What the HTTP endpoint serves.
+pub(crate) struct Site {
+    /// The development certificate's SHA-256 as lowercase hex, served at `/fingerprint` so a
+    /// browser can pin it with `serverCertificateHashes`; `None` for a real certificate.
+    pub(crate) fingerprint: Option<String>,
+    /// Serve the browser page at `/`.
+    pub(crate) page: bool,
+    /// The HTTP API.
+    pub(crate) api: Api,
+}
+
+/// The rustls config of the HTTPS listener: the QUIC endpoint's certificates (its resolver),
+/// with HTTP/1.1 as the only ALPN.
+pub(crate) fn https_config(mut quic: rustls::ServerConfig) -> Arc<rustls::ServerConfig> {
+    quic.alpn_protocols = vec![b"http/1.1".to_vec()];
+    Arc::new(quic)
+}
+
+const HTML: &str = "text/html; charset=utf-8";
+const JAVASCRIPT: &str = "text/javascript; charset=utf-8";
+const CSS: &str = "text/css; charset=utf-8";
+
+/// The page's files: URL path, content type, contents. Plain ES modules, no build step.
+const PAGE: &[(&str, &str, &str)] = &[
+    ("/", HTML, include_str!("../../../web/index.html")),
+    ("/app.js", JAVASCRIPT, include_str!("../../../web/app.js")),
+    ("/plot.js", JAVASCRIPT, include_str!("../../../web/plot.js")),
+    ("/wire.js", JAVASCRIPT, include_str!("../../../web/wire.js")),
+    ("/style.css", CSS, include_str!("../../../web/style.css")),
+];
+
+/// Serves `site` on `listener` until the task is aborted: over TLS with `tls`, else plain.
+pub(crate) async fn serve(
+    listener: tokio::net::TcpListener,
+    tls: Option<Arc<rustls::ServerConfig>>,
+    site: Site,
+) {
+    let app = router(site);
+    let served = match tls {
+        Some(tls) => match TlsListener::new(listener, tls) {
+            Ok(listener) => axum::serve(listener, app).await,
+            Err(err) => Err(err),
+        },
+        None => axum::serve(listener, app).await,
+    };
+    if let Err(err) = served {
+        tracing::error!(%err, "http server failed");
+    }
+}
+
+fn router(site: Site) -> Router {
+    let mut app = api::routes(site.api);
+    if let Some(fingerprint) = site.fingerprint {
+        app = app.route(
+            "/fingerprint",
+            get(move || async move {
+                (
+                    [
+                        (header::ACCESS_CONTROL_ALLOW_ORIGIN, "*"),
+                        (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+                    ],
+                    fingerprint,
+                )
+            }),
+        );
+    }
+    if site.page {
+        for &(path, content_type, body) in PAGE {
+            app = app.route(path, get(move || async move { file(content_type, body) }));
+        }
+    }
+    app.fallback(|| async { (StatusCode::NOT_FOUND, "not found\n") })
+}
+
+fn file(content_type: &'static str, body: &'static str) -> impl IntoResponse {
+    (
+        [
+            (header::CONTENT_TYPE, content_type),
+            // The files change with the binary; never let a browser run an old app.js.
+            (header::CACHE_CONTROL, "no-cache"),
+            (header::X_CONTENT_TYPE_OPTIONS, "nosniff"),
+        ],
+        body,
+    )
+}
