@@ -374,7 +374,49 @@ pub(crate) async fn serve(listener: tokio::net::TcpListener, registry: Registry,
 
 #[cfg(test)]
 mod tests {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
     use super::*;
+
+    fn sources(counters: Arc<Counters>) -> Sources {
+        Sources {
+            counters,
+            stats: Arc::default(),
+            budget: None,
+            locals: Origins::new(),
+            remotes: Origins::new(),
+            cluster: None,
+        }
+    }
+
+    /// The whole HTTP/1.1 answer to `GET path`.
+    async fn raw_get(addr: SocketAddr, path: &str) -> String {
+        let mut tcp = tokio::net::TcpStream::connect(addr).await.unwrap();
+        let request = format!("GET {path} HTTP/1.1\r\nHost: relay\r\nConnection: close\r\n\r\n");
+        tcp.write_all(request.as_bytes()).await.unwrap();
+        let mut answer = String::new();
+        tcp.read_to_string(&mut answer).await.unwrap();
+        answer
+    }
+
+    #[tokio::test]
+    async fn ready_turns_503_when_the_drain_starts() {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let health = Health::new(false);
+        health.set_listening();
+        let registry = registry(sources(Arc::default()));
+        let server = tokio::spawn(serve(listener, registry, health.clone()));
+        let ready = raw_get(addr, "/ready").await;
+        assert!(ready.starts_with("HTTP/1.1 200"), "{ready}");
+        health.start_drain();
+        let draining = raw_get(addr, "/ready").await;
+        assert!(draining.starts_with("HTTP/1.1 503"), "{draining}");
+        assert!(draining.ends_with("draining\n"), "{draining}");
+        let alive = raw_get(addr, "/health").await;
+        assert!(alive.starts_with("HTTP/1.1 200"), "{alive}");
+        server.abort();
+    }
 
     #[test]
     fn every_series_has_help_and_type_and_the_prefix() {
@@ -382,14 +424,7 @@ mod tests {
         counters.accepted();
         counters.refused(Refused::Auth);
         let _open = counters.open(TransportKind::Quic);
-        let text = exposition(&registry(Sources {
-            counters: counters.clone(),
-            stats: Arc::default(),
-            budget: None,
-            locals: Origins::new(),
-            remotes: Origins::new(),
-            cluster: None,
-        }));
+        let text = exposition(&registry(sources(counters.clone())));
         assert!(
             text.contains("moq_relay_sessions_accepted_total 1\n"),
             "{text}"
