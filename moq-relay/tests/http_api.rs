@@ -110,9 +110,9 @@ async fn fetch_serves_the_latest_group_an_older_one_or_404() {
     let relay = Relay::start().await;
     let name = path(&["demo", "clock"]);
     let publisher = relay.session("moqf").await;
-    let producers = publish(&publisher, &[name.clone()]);
+    let producers = publish(&publisher, std::slice::from_ref(&name));
     let subscriber = relay.session("moqf").await;
-    all_announced(&subscriber, &[name.clone()]).await;
+    all_announced(&subscriber, std::slice::from_ref(&name)).await;
     let mut track = subscriber.subscribe(Track::new(name.clone()));
     group(&producers[0], &mut track, &[b"ab", b"cd"]).await;
     group(&producers[0], &mut track, &[b"ef"]).await;
@@ -250,14 +250,14 @@ async fn https_with_a_real_certificate() {
         .any(|line| line.contains("HTTP API:     https://")));
     let name = path(&["demo", "clock"]);
     let publisher = relay.session("moqf").await;
-    let producers = publish(&publisher, &[name.clone()]);
+    let producers = publish(&publisher, std::slice::from_ref(&name));
     let subscriber = relay.session("https").await;
-    all_announced(&subscriber, &[name.clone()]).await;
+    all_announced(&subscriber, std::slice::from_ref(&name)).await;
     let mut track = subscriber.subscribe(Track::new(name.clone()));
     group(&producers[0], &mut track, &[b"tls"]).await;
 
     let tls = || {
-        ClientTls::with_roots(&[cert.clone()])
+        ClientTls::with_roots(std::slice::from_ref(&cert))
             .unwrap()
             .client_config(b"http/1.1")
             .unwrap()

@@ -54,7 +54,7 @@ impl Api {
         &self,
         params: &HashMap<String, String>,
         headers: &HeaderMap,
-    ) -> Result<Option<Scope>, Response> {
+    ) -> Result<Option<Scope>, Unauthorized> {
         let Some(auth) = &self.auth else {
             return Ok(None);
         };
@@ -64,9 +64,16 @@ impl Api {
             .and_then(|value| value.strip_prefix("Bearer "))
             .map(str::trim);
         let token = params.get("jwt").map(String::as_str).or(bearer);
-        auth.scope(token)
-            .map(Some)
-            .map_err(|_| refuse(StatusCode::UNAUTHORIZED, "unauthorized\n"))
+        auth.scope(token).map(Some).map_err(|_| Unauthorized)
+    }
+}
+
+/// A request without a valid token where one is needed: answered with 401.
+struct Unauthorized;
+
+impl IntoResponse for Unauthorized {
+    fn into_response(self) -> Response {
+        refuse(StatusCode::UNAUTHORIZED, "unauthorized\n")
     }
 }
 
@@ -93,7 +100,7 @@ fn list(
 ) -> Response {
     let scope = match api.scope(params, headers) {
         Ok(scope) => scope,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let mut paths: Vec<Path> = [&api.locals, &api.remotes]
         .into_iter()
@@ -117,7 +124,7 @@ async fn fetch(
 ) -> Response {
     let scope = match api.scope(&params, &headers) {
         Ok(scope) => scope,
-        Err(refused) => return refused,
+        Err(refused) => return refused.into_response(),
     };
     let not_found = || refuse(StatusCode::NOT_FOUND, "not found\n");
     let path = path(&text);
