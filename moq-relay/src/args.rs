@@ -15,8 +15,9 @@ use crate::sessions::Limits;
 #[derive(Parser, Debug)]
 #[command(version)]
 pub(crate) struct Args {
-    /// The UDP address to listen on for QUIC (WebTransport and raw QUIC). With --dev or a
-    /// generated certificate, HTTP is served on TCP at the same address.
+    /// The UDP address to listen on for QUIC (WebTransport and raw QUIC). The HTTP API is
+    /// served on TCP at the same address: HTTPS with --tls-cert, plain HTTP with a generated
+    /// certificate (see --no-http).
     #[arg(long, default_value = "[::]:4443")]
     pub(crate) bind: SocketAddr,
 
@@ -49,12 +50,12 @@ pub(crate) struct Args {
     #[arg(long, value_name = "HOST[:PORT]")]
     pub(crate) cluster_node: Option<String>,
 
-    /// Serve GET /fingerprint over HTTP on TCP at the --bind address.
+    /// Serve GET /fingerprint on TCP at the --bind address.
     #[arg(long)]
     pub(crate) dev: bool,
 
-    /// Serve the browser page at / over HTTP on TCP at the --bind address (always on with
-    /// --dev or a generated certificate).
+    /// Serve the browser page at / on TCP at the --bind address (always on with --dev or a
+    /// generated certificate).
     #[arg(long)]
     pub(crate) web: bool,
 
