@@ -283,6 +283,27 @@ async fn https_with_a_real_certificate() {
 }
 
 #[tokio::test]
+async fn a_client_that_sends_no_headers_is_dropped_and_others_are_served() {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let relay = Relay::start().await;
+    let mut stalled = tokio::net::TcpStream::connect(relay.addr).await.unwrap();
+    stalled
+        .write_all(b"GET /announced/ HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    // Others are served meanwhile.
+    assert_eq!(get(relay.addr, "/announced/", &[]).await.status, 200);
+    // The stalled one is closed once its headers are overdue (5 s), within the test timeout.
+    let mut rest = Vec::new();
+    let read = timeout(
+        "the stalled connection to close",
+        stalled.read_to_end(&mut rest),
+    )
+    .await;
+    assert!(read.is_err() || !String::from_utf8_lossy(&rest).contains("200 OK"));
+}
+
+#[tokio::test]
 async fn no_http_turns_the_public_listener_off() {
     let relay = Relay::start_with(&["--no-http"]).await;
     assert!(!relay.banner.iter().any(|line| line.contains("HTTP API")));

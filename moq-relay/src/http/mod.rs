@@ -7,6 +7,7 @@ mod api;
 mod tls;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use axum::http::{header, StatusCode};
 use axum::response::IntoResponse;
@@ -47,6 +48,15 @@ const PAGE: &[(&str, &str, &str)] = &[
     ("/style.css", CSS, include_str!("../../../web/style.css")),
 ];
 
+/// How long a client has to send a request's headers.
+const HEADER_TIMEOUT: Duration = Duration::from_secs(5);
+
+/// The longest a connection lives (one request: no keep-alive), its answer included.
+const CONNECTION_LIFETIME: Duration = Duration::from_secs(300);
+
+/// The most connections served at once; more wait in the listen backlog.
+const MAX_CONNECTIONS: usize = 1024;
+
 /// Serves `site` on `listener` until the task is aborted: over TLS with `tls`, else plain.
 pub(crate) async fn serve(
     listener: tokio::net::TcpListener,
@@ -54,15 +64,38 @@ pub(crate) async fn serve(
     site: Site,
 ) {
     let app = router(site);
-    let served = match tls {
+    match tls {
         Some(tls) => match TlsListener::new(listener, tls) {
-            Ok(listener) => axum::serve(listener, app).await,
-            Err(err) => Err(err),
+            Ok(listener) => serve_bounded(listener, app).await,
+            Err(err) => tracing::error!(%err, "https server failed"),
         },
-        None => axum::serve(listener, app).await,
-    };
-    if let Err(err) = served {
-        tracing::error!(%err, "http server failed");
+        None => serve_bounded(listener, app).await,
+    }
+}
+
+/// Serves `app` on the connections of `listener`, one request each, bounded in number and in
+/// time: this listener faces the internet, and a client that sends nothing must cost nothing
+/// for long.
+async fn serve_bounded<L: axum::serve::Listener>(mut listener: L, app: Router) {
+    let slots = Arc::new(tokio::sync::Semaphore::new(MAX_CONNECTIONS));
+    loop {
+        let Ok(slot) = slots.clone().acquire_owned().await else {
+            return;
+        };
+        let (io, _) = listener.accept().await;
+        let service = hyper_util::service::TowerToHyperService::new(app.clone());
+        tokio::spawn(async move {
+            let mut builder = hyper::server::conn::http1::Builder::new();
+            builder
+                .timer(hyper_util::rt::TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .keep_alive(false);
+            let conn = builder.serve_connection(hyper_util::rt::TokioIo::new(io), service);
+            if let Ok(Err(err)) = tokio::time::timeout(CONNECTION_LIFETIME, conn).await {
+                tracing::debug!(%err, "http connection failed");
+            }
+            drop(slot);
+        });
     }
 }
 
