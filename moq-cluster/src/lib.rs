@@ -59,6 +59,7 @@ mod link;
 mod members;
 mod names;
 mod registry;
+mod stats;
 
 use std::fmt;
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -70,6 +71,7 @@ use moq_transfork::{Error, Path, Session, SessionOptions, Track};
 use tokio::sync::watch;
 
 pub use names::{link_url, member_name, origin_path, InvalidName};
+pub use stats::ClusterStats;
 
 use members::Membership;
 use registry::Registry;
@@ -165,6 +167,7 @@ struct Inner {
     members: Mutex<Membership<watch::Sender<bool>>>,
     /// Set once by [`Cluster::withdraw`].
     withdrawn: watch::Sender<bool>,
+    stats: ClusterStats,
 }
 
 impl fmt::Debug for Cluster {
@@ -212,8 +215,14 @@ impl Cluster {
                 registry,
                 members: Mutex::new(Membership::new(is_root)),
                 withdrawn: watch::channel(false).0,
+                stats: ClusterStats::default(),
             }),
         })
+    }
+
+    /// Links up, redials, and whether the root has been reached.
+    pub fn stats(&self) -> &ClusterStats {
+        &self.inner.stats
     }
 
     /// True when this relay is the cluster's root.

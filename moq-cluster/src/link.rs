@@ -22,6 +22,7 @@ impl Cluster {
             match dialed {
                 Ok(session) => {
                     backoff.reset();
+                    self.stats().set_root_reached();
                     tracing::info!("cluster: root link up ({root})");
                     let reason = self.discover(&session, &mut withdrawn).await;
                     // Closing the link is what withdraws this relay: the root forgets it.
@@ -37,6 +38,7 @@ impl Cluster {
                 () = tokio::time::sleep(backoff.next_delay()) => {}
                 _ = withdrawn.wait_for(|withdrawn| *withdrawn) => return,
             }
+            self.stats().redial();
         }
     }
 
@@ -140,6 +142,7 @@ pub(crate) async fn run_peer_link(
         match dialed {
             Ok(session) => {
                 backoff.reset();
+                let _up = cluster.stats().peer_up();
                 tracing::info!("cluster: linked to member {name}");
                 // Closing the session ends `serve`, which then withdraws every path; `serve`
                 // itself must not be cancelled, or the paths would stay.
@@ -162,7 +165,7 @@ pub(crate) async fn run_peer_link(
             return;
         }
         tokio::select! {
-            () = tokio::time::sleep(backoff.next_delay()) => {}
+            () = tokio::time::sleep(backoff.next_delay()) => cluster.stats().redial(),
             _ = stop.wait_for(|stopped| *stopped) => return,
         }
     }

@@ -16,8 +16,9 @@ use crate::sessions::Limits;
 #[derive(Parser, Debug)]
 #[command(version)]
 pub(crate) struct Args {
-    /// The UDP address to listen on for QUIC (WebTransport and raw QUIC). With --dev or a
-    /// generated certificate, HTTP is served on TCP at the same address.
+    /// The UDP address to listen on for QUIC (WebTransport and raw QUIC). The HTTP API is
+    /// served on TCP at the same address: HTTPS with --tls-cert, plain HTTP with a generated
+    /// certificate (see --no-http).
     #[arg(long, default_value = "[::]:4443")]
     #[arg(env = "MOQ_RELAY_BIND")]
     pub(crate) bind: SocketAddr,
@@ -57,13 +58,13 @@ pub(crate) struct Args {
     #[arg(env = "MOQ_RELAY_CLUSTER_NODE")]
     pub(crate) cluster_node: Option<String>,
 
-    /// Serve GET /fingerprint over HTTP on TCP at the --bind address.
+    /// Serve GET /fingerprint on TCP at the --bind address.
     #[arg(long)]
     #[arg(env = "MOQ_RELAY_DEV")]
     pub(crate) dev: bool,
 
-    /// Serve the browser page at / over HTTP on TCP at the --bind address (always on with
-    /// --dev or a generated certificate).
+    /// Serve the browser page at / on TCP at the --bind address (always on with --dev or a
+    /// generated certificate).
     #[arg(long)]
     #[arg(env = "MOQ_RELAY_WEB")]
     pub(crate) web: bool,
@@ -185,6 +186,10 @@ pub(crate) struct Args {
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[arg(env = "MOQ_RELAY_QUIET")]
     pub(crate) quiet: u8,
+
+    /// The metrics listener and the public HTTP listener.
+    #[command(flatten)]
+    pub(crate) obs: crate::metrics::ObsArgs,
 }
 
 /// How logs are written (`--log-format`).

@@ -12,7 +12,9 @@ mod args;
 mod auth;
 mod config;
 mod drain;
+mod health;
 mod http;
+mod metrics;
 mod reload;
 mod sessions;
 mod systemd;
@@ -24,7 +26,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use moq_cluster::{Cluster, ClusterConfig, LinkKind};
 use moq_transfork::relay::Origins;
-use moq_transfork::transport::{Connection, Endpoint, EndpointConfig, Incoming};
+use moq_transfork::transport::{CertResolver, Connection, Endpoint, EndpointConfig, Incoming};
 use moq_transfork::{Error, Path, Router, Session, SessionOptions, Track, TrackConsumer};
 use tracing::Instrument;
 
@@ -81,28 +83,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let addr = endpoint.local_addr().context("local address")?;
     let certs = endpoint.certificates().context("no server side")?.clone();
     tokio::spawn(reload::Reloader::new(certs.clone(), source)?.run());
-
-    let dev = args.dev || generated;
-    let page = dev || args.web;
-    let http = if page {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on tcp {addr} for http"))?;
-        let site = http::Site {
-            fingerprint: dev.then(|| certs.clone()),
-        };
-        Some(tokio::spawn(http::serve(listener, site)))
-    } else {
+    // HTTPS on TCP shows the certificates QUIC does, reloads included; the development
+    // certificate gets plain HTTP.
+    let https = if generated {
         None
+    } else {
+        Some(http::https_config(CertResolver::server_config(&certs)?))
     };
 
-    if generated {
-        tracing::warn!(
-            "no --tls-cert given: using a generated self-signed certificate. \
-             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
-        );
-    }
-    print_banner(addr, &fingerprint, dev, page);
+    let dev = args.dev || generated;
+    let page = (dev || args.web) && !args.obs.no_http;
 
     let auth = auth::Auth::load(&args.auth_key, &args.auth_public)?;
     if auth.is_none() {
@@ -111,6 +101,23 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let relay = Relay::new(args.session(), args.limits())
         .with_announce_limits(args.announce_max_per_session, args.announce_max_total)
         .with_auth(auth);
+    let http = if args.obs.no_http {
+        None
+    } else {
+        let listener = tokio::net::TcpListener::bind(addr)
+            .await
+            .with_context(|| format!("cannot listen on tcp {addr} for http"))?;
+        let site = http::Site {
+            fingerprint: dev.then(|| certs.clone()),
+            page,
+            api: http::Api {
+                locals: relay.locals.clone(),
+                remotes: relay.remotes.clone(),
+                auth: relay.auth.clone(),
+            },
+        };
+        Some(tokio::spawn(http::serve(listener, https.clone(), site)))
+    };
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
         node: args.cluster_node.clone(),
@@ -124,6 +131,49 @@ async fn run(args: Args) -> anyhow::Result<()> {
         let cluster = cluster.clone();
         async move { cluster.run().await }
     });
+    let health = health::Health::new(!cluster.is_root());
+    health.set_listening();
+    let reached = tokio::spawn({
+        let (cluster, health) = (cluster.clone(), health.clone());
+        async move {
+            cluster.stats().wait_root_reached().await;
+            health.set_cluster_reached();
+        }
+    });
+    let metrics = match args.obs.metrics_bind {
+        Some(bind) => {
+            let listener = tokio::net::TcpListener::bind(bind)
+                .await
+                .with_context(|| format!("cannot listen on tcp {bind} for --metrics-bind"))?;
+            let local = listener.local_addr().context("metrics address")?;
+            let registry = metrics::registry(metrics::Sources {
+                counters: relay.counters.clone(),
+                stats: relay.options.stats.clone(),
+                budget: relay.options.cache.budget.clone(),
+                locals: relay.locals.clone(),
+                remotes: relay.remotes.clone(),
+                cluster: Some(cluster.clone()),
+            });
+            let task = tokio::spawn(metrics::serve(listener, registry, health.clone()));
+            Some((local, task))
+        }
+        None => None,
+    };
+
+    if generated {
+        tracing::warn!(
+            "no --tls-cert given: using a generated self-signed certificate. \
+             This is for DEVELOPMENT only; clients must pin its fingerprint or disable verification"
+        );
+    }
+    let listeners = Listeners {
+        http: (http.is_some()).then_some(if https.is_some() { "https" } else { "http" }),
+        page,
+        dev,
+        metrics: metrics.as_ref().map(|(local, _)| *local),
+    };
+    print_banner(addr, &fingerprint, &listeners);
+
     let relay = relay.with_cluster(cluster);
     systemd::ready();
     tokio::select! {
@@ -132,8 +182,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             tracing::info!(%signal, "shutting down");
         }
     }
-
-    // drain starts: tell readiness
+    // The drain starts: /ready answers 503 and systemd hears STOPPING from here on.
+    health.start_drain();
     systemd::stopping();
     let drain = drain::Drain {
         endpoint: &endpoint,
@@ -143,13 +193,27 @@ async fn run(args: Args) -> anyhow::Result<()> {
     };
     drain.run(&mut signals).await;
     discovery.abort();
+    reached.abort();
     if let Some(http) = http {
         http.abort();
+    }
+    if let Some((_, metrics)) = metrics {
+        metrics.abort();
     }
     Ok(())
 }
 
-fn print_banner(addr: SocketAddr, fingerprint: &str, dev: bool, page: bool) {
+/// What the TCP listeners serve, for the banner.
+struct Listeners {
+    /// `http` or `https` when the public listener is on.
+    http: Option<&'static str>,
+    page: bool,
+    dev: bool,
+    /// The metrics listener's address.
+    metrics: Option<SocketAddr>,
+}
+
+fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners) {
     let host = match addr.ip() {
         ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -159,17 +223,24 @@ fn print_banner(addr: SocketAddr, fingerprint: &str, dev: bool, page: bool) {
     println!("moq-relay listening on {addr} (udp)");
     println!("  WebTransport: https://{host}:{port}/");
     println!("  raw QUIC:     moqf://{host}:{port}");
-    if page {
+    if let Some(scheme) = listeners.http {
+        println!("  HTTP API:     {scheme}://{host}:{port}/announced/");
+    }
+    if let Some(metrics) = listeners.metrics {
+        println!("  metrics:      http://{metrics}/metrics");
+    }
+    if listeners.page {
         // Chromium reaches `localhost` over [::1] only: an IPv4-only relay needs its address.
         let page_host = match addr.ip() {
             std::net::IpAddr::V4(ip) if ip.is_unspecified() => "127.0.0.1".to_string(),
             std::net::IpAddr::V4(ip) => ip.to_string(),
             _ => host.clone(),
         };
-        println!("  browser page: http://{page_host}:{port}/");
+        let scheme = listeners.http.unwrap_or("http");
+        println!("  browser page: {scheme}://{page_host}:{port}/");
     }
     println!("  certificate SHA-256 fingerprint: {fingerprint}");
-    if dev {
+    if listeners.dev && listeners.http.is_some() {
         println!("  fingerprint over http: http://{host}:{port}/fingerprint");
     }
 }
@@ -193,6 +264,8 @@ struct Relay {
     announce_per_session: usize,
     /// Token verification; `None` when the relay is open.
     auth: Option<Arc<auth::Auth>>,
+    /// Sessions accepted, refused and open, for the metrics.
+    counters: Arc<metrics::Counters>,
 }
 
 impl Relay {
@@ -206,6 +279,7 @@ impl Relay {
             cluster: None,
             announce_per_session: SessionOptions::default().max_announced_paths,
             auth: None,
+            counters: Arc::default(),
         }
     }
 
@@ -255,6 +329,7 @@ impl Relay {
                 }
                 Admission::Refuse(why) => {
                     tracing::debug!(%remote, %why, "connection refused");
+                    self.counters.refused(metrics::Refused::Limit);
                     incoming.refuse();
                     continue;
                 }
@@ -291,13 +366,18 @@ impl Relay {
     ) -> Result<(), moq_transfork::Error> {
         // Boxed: the handshake's futures are large and would otherwise stay in this task's
         // state for the whole life of the session.
-        let (session, scope) = match Box::pin(self.handshake(incoming)).await? {
-            Handshake::Session(session, scope) => (session, scope),
-            Handshake::Cluster(cluster, kind, conn) => {
+        let (session, scope) = match Box::pin(self.handshake(incoming)).await {
+            Ok(Handshake::Session(session, scope)) => (session, scope),
+            Ok(Handshake::Cluster(cluster, kind, conn)) => {
                 slot.established(id, None);
                 return cluster.serve(kind, conn).await;
             }
+            Err(err) => {
+                self.counters.refused(metrics::Refused::of(&err));
+                return Err(err);
+            }
         };
+        self.counters.accepted();
         slot.established(id, Some(&session));
         self.run_client(session, scope).await
     }
@@ -362,6 +442,7 @@ impl Relay {
             span.record("kid", scope.kid().unwrap_or("-"));
         }
         tracing::info!("session started");
+        let _open = self.counters.open(session.transport());
         let expires_in = scope.as_ref().and_then(auth::Scope::expires_in);
         // Learn what the client publishes; this ends when the session does.
         let mut work = std::pin::pin!(async {

@@ -114,7 +114,8 @@ async fn real_certificates_are_chosen_by_sni() {
         other_key.to_str().unwrap(),
     ])
     .await;
-    let client = common::client_with(ClientTls::with_roots(&[local_cert]).unwrap());
+    let client =
+        common::client_with(ClientTls::with_roots(std::slice::from_ref(&local_cert)).unwrap());
     for scheme in SCHEMES {
         let conn = timeout("verified connect", client.connect(&relay.url(scheme)))
             .await
@@ -125,8 +126,13 @@ async fn real_certificates_are_chosen_by_sni() {
     let client = common::client_with(ClientTls::with_roots(&[other_cert]).unwrap());
     let refused = timeout("refused connect", client.connect(&relay.url("moqf"))).await;
     assert!(refused.is_err());
-    // Without --dev and with real certificates, there is no HTTP endpoint.
-    assert!(tokio::net::TcpStream::connect(relay.addr).await.is_err());
+    // With real certificates the TCP endpoint is HTTPS, with the same choice by SNI.
+    let https = ClientTls::with_roots(std::slice::from_ref(&local_cert))
+        .unwrap()
+        .client_config(b"http/1.1")
+        .unwrap();
+    let listed = common::http::get_tls(relay.addr, "localhost", https, "/announced/", &[]).await;
+    assert_eq!(listed.status, 200);
 }
 
 #[tokio::test]

@@ -129,3 +129,4 @@ pub use session::{
     AnnounceFilter, FetchedGroup, Router, Session, SessionOptions, DEFAULT_MAX_FRAME_SIZE,
     DEFAULT_MAX_GROUP_SIZE, DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
 };
+pub use session::{SessionStats, StatsSnapshot};

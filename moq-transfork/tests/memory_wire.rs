@@ -295,6 +295,50 @@ async fn a_stalled_subscriber_gets_group_drops_and_costs_bounded_memory() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn the_session_stats_count_what_is_sent_dropped_and_reset() {
+    const WINDOW: usize = 1024;
+    const GROUPS: u64 = 10;
+    let stats = std::sync::Arc::new(moq_transfork::SessionStats::default());
+    let options = SessionOptions {
+        max_inflight_groups: 2,
+        stats: stats.clone(),
+        ..Default::default()
+    };
+    // The replies stay open: dropping them would end the subscription.
+    let Stalled {
+        raw,
+        replies: _replies,
+        producer,
+        _keep,
+    } = stalled_subscriber_with(WINDOW, options, Track::new(path(&["clock"]))).await;
+    let payload = Bytes::from(vec![7u8; 4 * WINDOW]);
+    let mut streams = Vec::new();
+    for _ in 0..GROUPS {
+        let mut group = producer.append_group().unwrap();
+        group.write_frame(payload.clone());
+        group.finish();
+        settle().await;
+        while let Some(stream) = raw.accept_uni().now_or_never() {
+            streams.push(stream.unwrap());
+        }
+    }
+    let snapshot = stats.snapshot();
+    assert_eq!(snapshot.subscriptions_downstream, 1);
+    assert_eq!(snapshot.subscriptions_upstream, 0);
+    assert_eq!(
+        (snapshot.groups_sent, snapshot.frames_sent),
+        (GROUPS, GROUPS)
+    );
+    // All but the newest two were dropped, each stream reset with Cancel (0).
+    assert_eq!(snapshot.groups_dropped, GROUPS - 2);
+    let resets: Vec<_> = stats.resets().collect();
+    assert_eq!(resets, [(Some(0), GROUPS - 2)]);
+    // Bytes are counted as they are handed to the transport: at most a window per stream.
+    assert!(snapshot.bytes_sent > 0 && snapshot.bytes_sent <= GROUPS * 4 * WINDOW as u64);
+    assert_eq!(snapshot.bytes_received, 0);
+}
+
+#[tokio::test(start_paused = true)]
 async fn a_group_stalled_until_its_expiry_is_dropped() {
     const WINDOW: usize = 1024;
     const EXPIRES: Duration = Duration::from_millis(100);

@@ -2,6 +2,8 @@
 //! and clients built on the moq-transfork library.
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
+pub mod http;
+
 use std::net::SocketAddr;
 use std::process::Stdio;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,6 +53,8 @@ pub struct Relay {
     pub fingerprint: String,
     /// The banner lines it printed on stdout.
     pub banner: Vec<String>,
+    /// The metrics listener's address, with --metrics-bind.
+    pub metrics: Option<SocketAddr>,
     client: Endpoint,
 }
 
@@ -99,11 +103,17 @@ impl Relay {
         .await;
         // Keep draining stdout so the relay can never block on a full pipe.
         tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+        let metrics = banner.iter().find_map(|line| {
+            let rest = line.split("metrics:").nth(1)?.trim();
+            let rest = rest.strip_prefix("http://")?.strip_suffix("/metrics")?;
+            Some(rest.parse::<SocketAddr>().unwrap())
+        });
         Self {
             child,
             addr: addr.unwrap(),
             fingerprint: fingerprint.unwrap(),
             banner,
+            metrics,
             client: client(),
         }
     }

@@ -56,6 +56,7 @@ impl Default for CacheConfig {
 pub struct CacheBudget {
     limit: u64,
     used: AtomicU64,
+    evictions: AtomicU64,
 }
 
 impl CacheBudget {
@@ -64,6 +65,7 @@ impl CacheBudget {
         Self {
             limit,
             used: AtomicU64::new(0),
+            evictions: AtomicU64::new(0),
         }
     }
 
@@ -80,6 +82,12 @@ impl CacheBudget {
     /// True when more than the limit is in use.
     pub fn is_exceeded(&self) -> bool {
         self.used() > self.limit
+    }
+
+    /// How many groups the caches sharing this budget have evicted (for the window, the
+    /// budget or the track's expiry) since it was created.
+    pub fn evictions(&self) -> u64 {
+        self.evictions.load(Ordering::Relaxed)
     }
 }
 
@@ -254,6 +262,9 @@ impl Cache {
             self.by_order.remove(&entry.order);
             if entry.owned {
                 entry.group.uncache();
+                if let Some(budget) = &self.config.budget {
+                    budget.evictions.fetch_add(1, Ordering::Relaxed);
+                }
             }
         }
     }

@@ -12,6 +12,7 @@ mod options;
 mod priority;
 mod publisher;
 mod recv;
+mod stats;
 mod stream;
 mod subscriber;
 mod subscription;
@@ -37,6 +38,7 @@ pub use options::{
     AnnounceFilter, Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
     DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
 };
+pub use stats::{SessionStats, StatsSnapshot};
 
 use publisher::Publisher;
 use stream::{Reader, Writer};

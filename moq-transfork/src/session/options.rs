@@ -112,6 +112,8 @@ pub struct SessionOptions {
     /// which ends every path announced on it. Default
     /// [`DEFAULT_MAX_ANNOUNCED_PATHS`](Self::DEFAULT_MAX_ANNOUNCED_PATHS).
     pub max_announced_paths: usize,
+    /// Where the session counts what it moves; share one to count many sessions together.
+    pub stats: Arc<super::SessionStats>,
 }
 
 impl SessionOptions {
@@ -134,6 +136,7 @@ impl Default for SessionOptions {
             max_recv_bytes: DEFAULT_MAX_RECV_BYTES,
             linger: Duration::ZERO,
             max_announced_paths: Self::DEFAULT_MAX_ANNOUNCED_PATHS,
+            stats: Arc::default(),
         }
     }
 }

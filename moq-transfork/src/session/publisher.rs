@@ -12,7 +12,7 @@ use futures::FutureExt;
 use super::priority::stream_priority;
 use super::stream::{Reader, Writer};
 use super::subscription::{Subscription, Window};
-use super::{AnnounceFilter, Router, SessionOptions};
+use super::{AnnounceFilter, Router, SessionOptions, SessionStats};
 use crate::message::{
     Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, Info, InfoRequest, Subscribe,
 };
@@ -72,6 +72,7 @@ struct PublisherInner {
     window: Window,
     /// Announce requests being served now.
     announce_requests: AtomicUsize,
+    stats: Arc<SessionStats>,
 }
 
 impl fmt::Debug for Publisher {
@@ -98,6 +99,7 @@ impl Publisher {
                     bytes: options.max_inflight_bytes,
                 },
                 announce_requests: AtomicUsize::new(0),
+                stats: options.stats.clone(),
             }),
         }
     }
@@ -175,6 +177,7 @@ impl Publisher {
             Ok(()) => {}
             Err(err) => {
                 tracing::debug!(%err, code = err.code(), "request failed");
+                self.inner.stats.reset(&err);
                 writer.reset(&err);
                 reader.stop(&err);
             }
@@ -249,7 +252,9 @@ impl Publisher {
             &subscribe,
             expires,
             self.inner.window,
+            self.inner.stats.clone(),
         );
+        let _open = self.inner.stats.downstream();
         serving.run(track, writer, reader).await
     }
 
@@ -270,12 +275,15 @@ impl Publisher {
             GroupOrder::Descending,
             fetch.group,
         ));
+        self.inner.stats.group_sent();
 
         let mut index = 0u64;
         while let Some(mut frame) = group.next_frame().await? {
             if index >= fetch.offset {
+                self.inner.stats.frame_sent();
                 writer.encode(&FrameHeader { size: frame.size() }).await?;
                 while let Some(chunk) = frame.read().await? {
+                    self.inner.stats.sent(chunk.len() as u64);
                     writer.write_chunk(chunk).await?;
                 }
             }

@@ -7,6 +7,7 @@ use std::sync::Arc;
 use futures::FutureExt;
 
 use super::stream::Reader;
+use super::SessionStats;
 use crate::message::FrameHeader;
 use crate::model::{CacheBudget, GroupProducer};
 use crate::Error;
@@ -19,6 +20,7 @@ pub(super) struct GroupLimits {
     pub(super) budget: Option<Arc<CacheBudget>>,
     /// The connection's receive budget.
     pub(super) recv: Arc<RecvBudget>,
+    pub(super) stats: Arc<SessionStats>,
 }
 
 impl GroupLimits {
@@ -109,6 +111,7 @@ pub(super) async fn read_frames(
         if size > limits.max_frame_size || cost > limits.max_group_size || !limits.take(0) {
             return Err(Error::BoundsExceeded);
         }
+        limits.stats.frame_received();
         let mut frame = group.create_frame(size);
         let mut remaining = size;
         while remaining > 0 {
@@ -132,6 +135,7 @@ pub(super) async fn read_frames(
                 frame.close(Error::BoundsExceeded);
                 return Err(Error::BoundsExceeded);
             }
+            limits.stats.received(len);
             held.bytes += len;
             remaining -= len;
             frame.write(chunk)?;

@@ -10,7 +10,7 @@ use std::time::Duration;
 use super::fetched::FetchedGroup;
 use super::recv::{read_frames, GroupLimits, RecvBudget};
 use super::stream::{Reader, Writer};
-use super::SessionOptions;
+use super::{SessionOptions, SessionStats};
 use crate::message::{
     Announce, AnnouncePlease, BiStream, Fetch, GroupDrop, GroupHeader, Info, InfoRequest,
     Subscribe, UniStream,
@@ -56,6 +56,7 @@ struct SubscriberInner {
     announced_paths: Arc<AtomicUsize>,
     next_id: AtomicU64,
     state: Mutex<State>,
+    stats: Arc<SessionStats>,
 }
 
 #[derive(Default)]
@@ -90,6 +91,7 @@ impl Subscriber {
                 announced_paths: Arc::default(),
                 next_id: AtomicU64::new(0),
                 state: Mutex::default(),
+                stats: options.stats.clone(),
             }),
         }
     }
@@ -136,9 +138,11 @@ impl Subscriber {
     async fn run_subscribe(self, id: u64, track: Track, producer: TrackProducer) {
         tracing::debug!(id, path = %track.path, "subscribe");
         let mut stream = None;
+        let open = self.inner.stats.upstream();
         let result = self
             .subscribe_stream(id, &track, &producer, &mut stream)
             .await;
+        drop(open);
 
         // Remove the subscription from the dedup table first, so a new subscribe starts
         // afresh; group streams of this id are still accepted for a moment (ENDED_GRACE).
@@ -163,6 +167,7 @@ impl Subscriber {
             }
             Err(err) => {
                 tracing::debug!(id, path = %track.path, %err, "subscription failed");
+                self.inner.stats.reset(&err);
                 if let Some((writer, reader)) = stream.as_mut() {
                     writer.reset(&err);
                     reader.stop(&err);
@@ -268,16 +273,19 @@ impl Subscriber {
         let (mut group, track) = match result {
             Ok(found) => found,
             Err(err) => {
+                self.inner.stats.reset(&err);
                 reader.stop(&err);
                 return;
             }
         };
+        self.inner.stats.group_received();
         let sequence = group.sequence();
         let limits = GroupLimits {
             max_frame_size: self.inner.max_frame_size,
             max_group_size: self.inner.max_group_size,
             budget: self.inner.cache.budget.clone(),
             recv: self.inner.recv.clone(),
+            stats: self.inner.stats.clone(),
         };
         // A group that left the cache (evicted, expired, or its track closed) can reach no new
         // consumer, and its bytes count towards no cache: stop reading it rather than buffer
@@ -291,6 +299,7 @@ impl Subscriber {
         match read_frames(&mut reader, &mut group, &limits, uncached).await {
             Ok(()) => group.finish(),
             Err(err) => {
+                self.inner.stats.reset(&err);
                 reader.stop(&err);
                 group.close(err);
             }
@@ -367,6 +376,7 @@ impl Subscriber {
             max_group_size: self.inner.max_group_size,
             budget: None,
             recv: self.inner.recv.clone(),
+            stats: self.inner.stats.clone(),
         };
         FetchedGroup::spawn(self.inner.conn.clone(), request, limits)
     }

@@ -12,6 +12,7 @@ use tokio::time::Instant;
 
 use super::priority::stream_priority;
 use super::stream::{Reader, Writer};
+use super::SessionStats;
 use crate::message::{FrameHeader, GroupDrop, GroupHeader, Subscribe, SubscribeUpdate, UniStream};
 use crate::model::{GroupConsumer, TrackConsumer};
 use crate::transport::Connection;
@@ -60,6 +61,7 @@ pub(super) struct Subscription {
     inflight_bytes: Arc<AtomicU64>,
     done_tx: mpsc::UnboundedSender<Done>,
     done_rx: mpsc::UnboundedReceiver<Done>,
+    stats: Arc<SessionStats>,
 }
 
 /// How much of one subscription may be in flight to the subscriber, checked when a newer
@@ -91,6 +93,7 @@ impl Subscription {
         subscribe: &Subscribe,
         expires: Option<Duration>,
         window: Window,
+        stats: Arc<SessionStats>,
     ) -> Self {
         // Completions are bounded by the in-flight window, so the channel needs no bound.
         let (done_tx, done_rx) = mpsc::unbounded_channel();
@@ -109,6 +112,7 @@ impl Subscription {
             inflight_bytes: Arc::default(),
             done_tx,
             done_rx,
+            stats,
         }
     }
 
@@ -265,6 +269,7 @@ impl Subscription {
                 "subscriber behind, group dropped"
             );
             cancel(oldest).await;
+            self.stats.group_dropped();
             drops.report(dropped, &Error::Cancel);
             drops.flush().await;
         }
@@ -280,6 +285,7 @@ impl Subscription {
             priority,
             done: self.done_tx.clone(),
             bytes: self.inflight_bytes.clone(),
+            stats: self.stats.clone(),
         };
         let created = group.created();
         let task = tokio::spawn(sender.run(conn, group, cancel_rx));
@@ -303,6 +309,7 @@ impl Subscription {
             };
             let sequence = expired.sequence;
             cancel(expired).await;
+            self.stats.group_dropped();
             drops.report(sequence, &Error::Cancel);
         }
     }
@@ -369,6 +376,7 @@ struct GroupSender {
     done: mpsc::UnboundedSender<Done>,
     /// The subscription's in-flight bytes.
     bytes: Arc<AtomicU64>,
+    stats: Arc<SessionStats>,
 }
 
 impl GroupSender {
@@ -400,6 +408,7 @@ impl GroupSender {
         if let (Err(err), Some(writer)) = (&result, writer.as_mut()) {
             // Also after a complete write: what the peer has not acknowledged is abandoned.
             writer.reset(err);
+            self.stats.reset(err);
         }
         self.bytes.fetch_sub(written, Ordering::Relaxed);
         let _ = self.done.send((self.id, sequence, Progress::Done(result)));
@@ -421,12 +430,15 @@ impl GroupSender {
             sequence: group.sequence(),
         };
         writer.encode2(&UniStream::Group, &header).await?;
+        self.stats.group_sent();
         while let Some(mut frame) = group.next_frame().await? {
+            self.stats.frame_sent();
             writer.encode(&FrameHeader { size: frame.size() }).await?;
             while let Some(chunk) = frame.read().await? {
                 let len = chunk.len() as u64;
                 *written += len;
                 self.bytes.fetch_add(len, Ordering::Relaxed);
+                self.stats.sent(len);
                 writer.write_chunk(chunk).await?;
             }
         }

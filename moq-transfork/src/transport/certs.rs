@@ -5,7 +5,7 @@ use std::sync::{Arc, PoisonError, RwLock};
 use rustls::server::{ClientHello, ResolvesServerCert};
 use rustls::sign::CertifiedKey;
 
-use super::tls::ServerTls;
+use super::tls::{ServerTls, TlsError};
 use super::verify::choose;
 
 /// The certificates a server shows, shared by the listeners that use them and replaceable
@@ -55,6 +55,16 @@ impl CertResolver {
             .read()
             .unwrap_or_else(PoisonError::into_inner)
             .clone()
+    }
+
+    /// A rustls server config (TLS 1.3, the endpoint's ALPNs) whose handshakes show what
+    /// `certs` holds at the time, so it follows [`replace`](Self::replace). A server on
+    /// another protocol (HTTPS over TCP) sets its own ALPNs on it.
+    ///
+    /// # Errors
+    /// [`TlsError::Rustls`] when rustls refuses the protocol versions.
+    pub fn server_config(certs: &Arc<Self>) -> Result<rustls::ServerConfig, TlsError> {
+        super::tls::server_config(certs.clone())
     }
 
     /// Makes new handshakes use `tls`; returns the certificates used until now.
