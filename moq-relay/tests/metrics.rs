@@ -225,3 +225,28 @@ async fn ready_once_the_cluster_root_is_reached() {
         Some(0)
     );
 }
+
+#[tokio::test]
+async fn ready_turns_503_when_the_drain_starts() {
+    let args = [METRICS, &["--drain-timeout", "10s"]].concat();
+    let relay = Relay::start_with(&args).await;
+    let metrics = relay.metrics.unwrap();
+    assert_eq!(get(metrics, "/ready", &[]).await.status, 200);
+    // A session keeps the drain (and so the metrics listener) going.
+    let session = relay.session("moqf").await;
+    let pid = relay.child.id().expect("relay running").to_string();
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &pid])
+        .status()
+        .expect("run kill");
+    assert!(status.success());
+    timeout("/ready to answer 503", async {
+        while get(metrics, "/ready", &[]).await.status != 503 {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await;
+    // Draining is not dead: the process still serves its sessions.
+    assert_eq!(get(metrics, "/health", &[]).await.status, 200);
+    drop(session);
+}
