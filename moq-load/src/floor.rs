@@ -143,7 +143,10 @@ pub(crate) async fn run(args: &FloorArgs, exe: &std::path::Path) -> anyhow::Resu
         tokio::spawn(receive(conn.clone(), stats.clone()));
         connections.push(conn);
     }
-    anyhow::ensure!(next_line(&mut lines).await? == "ready", "floor server: not ready");
+    anyhow::ensure!(
+        next_line(&mut lines).await? == "ready",
+        "floor server: not ready"
+    );
     let before = ProcessSample::read(pid);
     let start = Instant::now();
     stdin.write_all(b"go\n").await?;

@@ -188,8 +188,7 @@ pub(crate) async fn run(args: &LoadArgs) -> anyhow::Result<Outcome> {
         latencies_us: stats.sorted_latencies(),
         before,
         after,
-        churned: churn.subscribed.load(Ordering::Relaxed)
-            + churn.published.load(Ordering::Relaxed),
+        churned: churn.subscribed.load(Ordering::Relaxed) + churn.published.load(Ordering::Relaxed),
         churn_failed: churn.failed.load(Ordering::Relaxed),
     };
     for session in sessions.iter().chain(&idle) {

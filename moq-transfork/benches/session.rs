@@ -53,7 +53,9 @@ impl Pair {
         };
         let (server, client) = (bind(Some(tls)), bind(None));
         let port = server.local_addr().expect("address").port();
-        let url = format!("{scheme}://localhost:{port}/").parse().expect("url");
+        let url = format!("{scheme}://localhost:{port}/")
+            .parse()
+            .expect("url");
         let accept = async {
             let incoming = server.accept().await.expect("incoming");
             Session::accept(incoming.accept().await.expect("accept"))
@@ -65,11 +67,10 @@ impl Pair {
                 .await
                 .expect("session")
         };
-        let (publisher, subscriber) = tokio::time::timeout(TIMEOUT, async {
-            tokio::join!(connect, accept)
-        })
-        .await
-        .expect("session pair timed out");
+        let (publisher, subscriber) =
+            tokio::time::timeout(TIMEOUT, async { tokio::join!(connect, accept) })
+                .await
+                .expect("session pair timed out");
 
         let path = Path::from_iter(["bench", "session"]);
         let (producer, consumer) = Track::new(path.clone()).produce();
