@@ -45,6 +45,10 @@ pub(crate) struct CompareArgs {
     /// `moq-relay` next to this executable.
     #[arg(long, value_name = "PATH")]
     relay: Option<PathBuf>,
+    /// An extra argument for our relay, repeatable: `--relay-arg=--congestion=cubic` measures
+    /// a transport setting.
+    #[arg(long, value_name = "ARG", allow_hyphen_values = true)]
+    relay_arg: Vec<String>,
     /// moq-relay 0.6.15; default: `$MOQ_REF_DIR/bin/moq-relay` (`~/.cache/moq-ref`), built by
     /// scripts/install-reference-peers.sh when missing, as the interop tests do.
     #[arg(long, value_name = "PATH")]
@@ -115,6 +119,8 @@ struct Setup {
     _dir: moq_test_support::TempDir,
     cert: PathBuf,
     key: PathBuf,
+    /// Extra arguments for our relay.
+    relay_args: Vec<String>,
     floor: PathBuf,
     runs: u32,
     duration: u64,
@@ -152,6 +158,7 @@ pub(crate) async fn run(mut args: CompareArgs) -> anyhow::Result<()> {
         _dir: dir,
         cert,
         key,
+        relay_args: args.relay_arg.clone(),
         floor: floor::server_command()?,
         runs: args.runs,
         duration: args.duration,
@@ -324,7 +331,11 @@ async fn measure_relay(
     binary: &Path,
     args: &LoadArgs,
 ) -> anyhow::Result<Run> {
-    let relay = RelayProcess::start(kind, binary, &setup.cert, &setup.key)
+    let extra = match kind {
+        RelayKind::Ours => &setup.relay_args[..],
+        RelayKind::Reference => &[],
+    };
+    let relay = RelayProcess::start(kind, binary, &setup.cert, &setup.key, extra)
         .await
         .with_context(|| format!("start {}", kind.name()))?;
     let mut args = args.clone();

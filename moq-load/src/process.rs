@@ -99,13 +99,14 @@ pub(crate) struct RelayProcess {
 }
 
 impl RelayProcess {
-    /// Starts `binary` as `kind` with the PEM certificate `cert`/`key` on a free port, and
-    /// waits until it has bound its socket.
+    /// Starts `binary` as `kind` with the PEM certificate `cert`/`key` and `extra` arguments
+    /// on a free port, and waits until it has bound its socket.
     pub(crate) async fn start(
         kind: RelayKind,
         binary: &Path,
         cert: &Path,
         key: &Path,
+        extra: &[String],
     ) -> anyhow::Result<Self> {
         let port = moq_test_support::free_udp_port();
         let mut command = Command::new(binary);
@@ -122,6 +123,7 @@ impl RelayProcess {
             // It logs `listening addr=…` at info once its socket is bound.
             RelayKind::Reference => command.env("RUST_LOG", "info"),
         };
+        command.args(extra);
         let mut child = command
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
