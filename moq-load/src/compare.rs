@@ -75,6 +75,10 @@ pub(crate) struct CompareArgs {
     /// The overload rate at the high-rate point, in frames per second.
     #[arg(long, default_value_t = 480)]
     overload_rate: u32,
+    /// Only the fan-out points (and the floor): no high-rate search, overload or churn; for
+    /// comparing a setting of our relay (--relay-arg) quickly.
+    #[arg(long)]
+    fan_out_only: bool,
     /// A few seconds in all, for CI: one 1-second run at 1 and 10 subscribers, one search
     /// step, and short overload, churn and floor runs. Proves the command works; its figures
     /// mean nothing.
@@ -166,11 +170,16 @@ pub(crate) async fn run(mut args: CompareArgs) -> anyhow::Result<()> {
     };
 
     let fan_out = fan_out(&setup, &args.subscribers).await?;
+    let command: Vec<String> = std::env::args().collect();
+    if args.fan_out_only {
+        println!("`{}`\n", command.join(" "));
+        print_fan_out(&args.subscribers, &fan_out);
+        return Ok(());
+    }
     let search = high_rate(&setup, args.search_start, args.search_step, args.smoke).await?;
     let overload = at_high_rate(&setup, args.overload_rate).await?;
     let churn = churn(&setup).await?;
 
-    let command: Vec<String> = std::env::args().collect();
     println!("`{}`\n", command.join(" "));
     print_fan_out(&args.subscribers, &fan_out);
     print_high_rate(&search);
