@@ -14,29 +14,30 @@ use anyhow::Context;
 use crate::floor::{self, FloorArgs};
 use crate::load::{self, LoadArgs, Outcome};
 use crate::process::{reference_relay, ProcessSample, RelayKind, RelayProcess};
-use crate::table::{cell, ratio, verdict, Spread};
+use crate::report::{print_churn, print_fan_out, print_high_rate, print_overload};
+use crate::table::Spread;
 
 /// The fan-out points' media: 8 KiB frames at 30 fps in 60-frame groups.
-const FRAME_SIZE: usize = 8192;
-const RATE: u32 = 30;
-const GROUP_FRAMES: u32 = 60;
+pub(crate) const FRAME_SIZE: usize = 8192;
+pub(crate) const RATE: u32 = 30;
+pub(crate) const GROUP_FRAMES: u32 = 60;
 /// The high-rate point: 10 subscribers of 64 KiB frames.
-const HIGH_RATE_SUBSCRIBERS: usize = 10;
-const HIGH_RATE_FRAME: usize = 64 << 10;
+pub(crate) const HIGH_RATE_SUBSCRIBERS: usize = 10;
+pub(crate) const HIGH_RATE_FRAME: usize = 64 << 10;
 /// Delivery below this ends the high-rate search, in percent.
-const HIGH_RATE_DELIVERY: f64 = 99.0;
+pub(crate) const HIGH_RATE_DELIVERY: f64 = 99.0;
 /// The most steps of one high-rate search.
 const MAX_SEARCH_STEPS: u32 = 40;
 /// Churn: workers that subscribe and leave, plus one publisher worker.
-const CHURN_WORKERS: usize = 8;
+pub(crate) const CHURN_WORKERS: usize = 8;
 /// How often the relay's RSS is sampled for its peak.
 const RSS_PERIOD: Duration = Duration::from_millis(100);
 /// The issue's targets.
-const CPU_TARGET: f64 = 0.6;
-const HIGH_RATE_TARGET: f64 = 1.5;
-const CHURN_TARGET: f64 = 1.5;
-const OVERLOAD_RSS_MIB: f64 = 64.0;
-const OVERLOAD_P99_MS: f64 = 500.0;
+pub(crate) const CPU_TARGET: f64 = 0.6;
+pub(crate) const HIGH_RATE_TARGET: f64 = 1.5;
+pub(crate) const CHURN_TARGET: f64 = 1.5;
+pub(crate) const OVERLOAD_RSS_MIB: f64 = 64.0;
+pub(crate) const OVERLOAD_P99_MS: f64 = 500.0;
 
 /// The flags of `compare`.
 #[derive(clap::Args, Debug)]
@@ -87,32 +88,32 @@ pub(crate) struct CompareArgs {
 }
 
 /// One measured run: the load's outcome and the measured process's peak RSS.
-struct Run {
-    outcome: Outcome,
+pub(crate) struct Run {
+    pub(crate) outcome: Outcome,
     peak_rss_kib: u64,
 }
 
 impl Run {
-    fn cpu_per_gb(&self) -> f64 {
+    pub(crate) fn cpu_per_gb(&self) -> f64 {
         self.outcome.cpu_per_gb().unwrap_or(f64::NAN)
     }
-    fn delivery(&self) -> f64 {
+    pub(crate) fn delivery(&self) -> f64 {
         self.outcome.delivery_pct()
     }
-    fn p99(&self) -> f64 {
+    pub(crate) fn p99(&self) -> f64 {
         self.outcome.latency_ms(0.99)
     }
-    fn rss_mib(&self) -> f64 {
+    pub(crate) fn rss_mib(&self) -> f64 {
         self.peak_rss_kib as f64 / 1024.0
     }
 }
 
 /// Every run of one relay (or the floor) at one point.
 #[derive(Default)]
-struct Runs(Vec<Run>);
+pub(crate) struct Runs(pub(crate) Vec<Run>);
 
 impl Runs {
-    fn spread(&self, metric: fn(&Run) -> f64) -> Option<Spread> {
+    pub(crate) fn spread(&self, metric: fn(&Run) -> f64) -> Option<Spread> {
         Spread::of(self.0.iter().map(metric))
     }
 }
@@ -189,7 +190,7 @@ pub(crate) async fn run(mut args: CompareArgs) -> anyhow::Result<()> {
 }
 
 /// Fan-out results of one point: ours, 0.6.15, the floor.
-type Point = [Runs; 3];
+pub(crate) type Point = [Runs; 3];
 
 async fn fan_out(setup: &Setup, points: &[usize]) -> anyhow::Result<Vec<Point>> {
     let mut results = Vec::new();
@@ -379,131 +380,5 @@ fn progress(what: &str, who: &str, run: &Run) {
         run.delivery(),
         run.p99(),
         run.rss_mib()
-    );
-}
-
-fn print_fan_out(points: &[usize], results: &[Point]) {
-    println!(
-        "Fan-out ({} B × {RATE} fps, {GROUP_FRAMES}-frame groups): median (min–max) of each \
-         relay's runs; CPU is the relay's (the floor: the plain-quinn server's) CPU seconds per \
-         GB delivered; RSS is the peak.\n",
-        FRAME_SIZE
-    );
-    println!("| subscribers | relay | CPU-s per GB | delivery % | p99 ms | RSS MiB |");
-    println!("|---|---|---|---|---|---|");
-    for (subscribers, point) in points.iter().zip(results) {
-        for (name, runs) in ["ours", "0.6.15", "plain quinn"].iter().zip(point) {
-            println!(
-                "| {subscribers} | {name} | {} | {} | {} | {} |",
-                cell(runs.spread(Run::cpu_per_gb), 2),
-                cell(runs.spread(Run::delivery), 2),
-                cell(runs.spread(Run::p99), 1),
-                cell(runs.spread(Run::rss_mib), 1),
-            );
-        }
-    }
-    println!(
-        "\nTargets (ratios of medians): CPU ours/0.6.15 at most {CPU_TARGET}; p99 ours/0.6.15 at \
-         most 1 (0.5 at 100 and 200); 100 % delivery; CPU at or below the floor.\n"
-    );
-    println!("| subscribers | CPU ours/0.6.15 | p99 ours/0.6.15 | ours delivers 100 % | CPU ours/floor |");
-    println!("|---|---|---|---|---|");
-    for (subscribers, [ours, theirs, floor]) in points.iter().zip(results) {
-        let p99_target = if *subscribers >= 100 { 0.5 } else { 1.0 };
-        let complete = ours.0.iter().all(|run| {
-            run.outcome.received == run.outcome.expected() && run.outcome.expected() > 0
-        });
-        println!(
-            "| {subscribers} | {} | {} | {} | {} |",
-            ratio(
-                ours.spread(Run::cpu_per_gb),
-                theirs.spread(Run::cpu_per_gb),
-                CPU_TARGET,
-                true
-            ),
-            ratio(
-                ours.spread(Run::p99),
-                theirs.spread(Run::p99),
-                p99_target,
-                true
-            ),
-            verdict(complete),
-            ratio(
-                ours.spread(Run::cpu_per_gb),
-                floor.spread(Run::cpu_per_gb),
-                1.0,
-                true
-            ),
-        );
-    }
-}
-
-fn print_high_rate(best: &[Vec<f64>; 2]) {
-    let [ours, theirs] = best.each_ref().map(|runs| Spread::of(runs.iter().copied()));
-    let mb_s = |spread: Option<Spread>| {
-        spread.map_or(f64::NAN, |s| {
-            s.median * (HIGH_RATE_SUBSCRIBERS * HIGH_RATE_FRAME) as f64 / 1e6
-        })
-    };
-    println!(
-        "\nHigh rate ({HIGH_RATE_SUBSCRIBERS} subscribers × {} KiB frames): the highest fps \
-         delivered at {HIGH_RATE_DELIVERY} % or more (0: none).\n",
-        HIGH_RATE_FRAME >> 10
-    );
-    println!("| ours fps | 0.6.15 fps | ours/0.6.15 (at least {HIGH_RATE_TARGET}) |");
-    println!("|---|---|---|");
-    println!(
-        "| {} ({:.0} MB/s) | {} ({:.0} MB/s) | {} |",
-        cell(ours, 0),
-        mb_s(ours),
-        cell(theirs, 0),
-        mb_s(theirs),
-        ratio(ours, theirs, HIGH_RATE_TARGET, false)
-    );
-}
-
-fn print_overload(rate: u32, results: &[Runs; 2]) {
-    println!(
-        "\nOverload ({HIGH_RATE_SUBSCRIBERS} subscribers × {} KiB × {rate} fps): ours must stay \
-         under {OVERLOAD_RSS_MIB} MiB RSS and {OVERLOAD_P99_MS} ms p99.\n",
-        HIGH_RATE_FRAME >> 10
-    );
-    println!("| relay | delivery % | p99 ms | peak RSS MiB | targets met |");
-    println!("|---|---|---|---|---|");
-    for (name, runs) in ["ours", "0.6.15"].iter().zip(results) {
-        let (rss, p99) = (runs.spread(Run::rss_mib), runs.spread(Run::p99));
-        let met = rss.is_some_and(|s| s.median < OVERLOAD_RSS_MIB)
-            && p99.is_some_and(|s| s.median < OVERLOAD_P99_MS);
-        println!(
-            "| {name} | {} | {} | {} | {} |",
-            cell(runs.spread(Run::delivery), 1),
-            cell(p99, 0),
-            cell(rss, 1),
-            verdict(met)
-        );
-    }
-}
-
-fn print_churn(results: &[Runs; 2]) {
-    let rate = |runs: &Runs| Spread::of(runs.0.iter().map(|run| run.outcome.churn_per_sec()));
-    let failed: Vec<u64> = results
-        .iter()
-        .map(|runs| runs.0.iter().map(|run| run.outcome.churn_failed).sum())
-        .collect();
-    println!(
-        "\nChurn ({CHURN_WORKERS} workers subscribing and leaving, one publishing fresh tracks): \
-         completed cycles per second.\n"
-    );
-    println!(
-        "| ours | 0.6.15 | ours/0.6.15 (at least {CHURN_TARGET}) | failed cycles (ours, 0.6.15) |"
-    );
-    println!("|---|---|---|---|");
-    println!(
-        "| {} | {} | {} | {}, {} |",
-        cell(rate(&results[0]), 0),
-        cell(rate(&results[1]), 0),
-        ratio(rate(&results[0]), rate(&results[1]), CHURN_TARGET, false),
-        failed[0],
-        failed[1]
     );
 }

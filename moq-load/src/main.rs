@@ -17,6 +17,7 @@ mod compare;
 mod floor;
 mod load;
 mod process;
+mod report;
 mod table;
 
 /// Load a MoqTransfork relay: one publisher, N subscribers, for a bounded time.
