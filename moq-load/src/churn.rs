@@ -94,7 +94,7 @@ impl Churn {
     /// Connect, wait for the steady track's announcement, subscribe, take one frame, close.
     async fn subscriber_cycle(&self) -> anyhow::Result<()> {
         let session = self.session(SessionOptions::default()).await?;
-        crate::wait_announced(&session, &self.path).await?;
+        crate::load::wait_announced(&session, &self.path).await?;
         read_one_frame(&session, &self.path).await?;
         session.close(moq_transfork::Error::Cancel);
         Ok(())
@@ -111,7 +111,7 @@ impl Churn {
             .write_frame(Bytes::from_static(b"churn"));
 
         let subscriber = self.session(SessionOptions::default()).await?;
-        crate::wait_announced(&subscriber, &path).await?;
+        crate::load::wait_announced(&subscriber, &path).await?;
         read_one_frame(&subscriber, &path).await?;
         subscriber.close(moq_transfork::Error::Cancel);
         publisher.close(moq_transfork::Error::Cancel);

@@ -7,7 +7,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
-use moq_transfork::transport::ClientTls;
+use moq_transfork::transport::{ClientTls, Congestion, Tuning};
 use moq_transfork::{CacheBudget, CacheConfig, SessionOptions};
 
 use crate::sessions::Limits;
@@ -177,6 +177,34 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT", env = "MOQ_RELAY_LOG_FORMAT")]
     pub(crate) log_format: LogFormat,
 
+    /// The QUIC congestion controller: bbr (spec §2.3, as moq-relay 0.6.15), cubic or newreno.
+    #[arg(
+        long,
+        default_value = "bbr",
+        value_name = "NAME",
+        env = "MOQ_RELAY_CONGESTION"
+    )]
+    pub(crate) congestion: Congestion,
+
+    /// Probe paths for packets larger than --initial-mtu (off by default, as 0.6.15: every
+    /// packet then carries at most 1200 bytes).
+    #[arg(long, env = "MOQ_RELAY_MTU_DISCOVERY")]
+    pub(crate) mtu_discovery: bool,
+
+    /// The UDP payload size connections start with.
+    #[arg(long, default_value_t = 1200, value_name = "BYTES", value_parser = clap::value_parser!(u16).range(1200..), env = "MOQ_RELAY_INITIAL_MTU")]
+    pub(crate) initial_mtu: u16,
+
+    /// The UDP socket's send buffer (SO_SNDBUF); default the OS's. Linux caps it at
+    /// net.core.wmem_max.
+    #[arg(long, value_name = "BYTES", env = "MOQ_RELAY_UDP_SEND_BUFFER")]
+    pub(crate) udp_send_buffer: Option<usize>,
+
+    /// The UDP socket's receive buffer (SO_RCVBUF); default the OS's. Linux caps it at
+    /// net.core.rmem_max (208 KiB unless raised with sysctl).
+    #[arg(long, value_name = "BYTES", env = "MOQ_RELAY_UDP_RECV_BUFFER")]
+    pub(crate) udp_recv_buffer: Option<usize>,
+
     /// More logging: -v debug, -vv trace. RUST_LOG overrides.
     #[arg(short, long, action = clap::ArgAction::Count)]
     #[arg(env = "MOQ_RELAY_VERBOSE")]
@@ -260,6 +288,18 @@ impl Args {
         } else {
             ClientTls::system_roots().context("loading the system's roots")?
         })
+    }
+
+    /// The transport settings of --congestion, --mtu-discovery, --initial-mtu and the UDP
+    /// buffers.
+    pub(crate) fn tuning(&self) -> Tuning {
+        let mut tuning = Tuning::default();
+        tuning.congestion = self.congestion;
+        tuning.mtu_discovery = self.mtu_discovery;
+        tuning.initial_mtu = Some(self.initial_mtu);
+        tuning.udp_send_buffer = self.udp_send_buffer;
+        tuning.udp_recv_buffer = self.udp_recv_buffer;
+        tuning
     }
 
     /// The connection limits.

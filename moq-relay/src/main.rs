@@ -74,11 +74,14 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tls = source.load()?;
     let fingerprint = tls.fingerprints().into_iter().next().unwrap_or_default();
 
-    let endpoint = Endpoint::bind(EndpointConfig {
-        bind: args.bind,
-        server: Some(tls),
-        client: args.client_tls()?,
-    })
+    let endpoint = Endpoint::bind_tuned(
+        EndpointConfig {
+            bind: args.bind,
+            server: Some(tls),
+            client: args.client_tls()?,
+        },
+        args.tuning(),
+    )
     .context("cannot listen on udp")?;
     let addr = endpoint.local_addr().context("local address")?;
     let certs = endpoint.certificates().context("no server side")?.clone();

@@ -64,15 +64,79 @@ pub const INITIAL_UNI_STREAMS: u32 = 40;
 /// The most streams of each direction a peer may open at once.
 pub const MAX_CONCURRENT_STREAMS: u32 = 256;
 
-/// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery;
-/// and flow-control windows sized for media, so a peer is held back instead of buffered.
-fn transport_config(idle: Duration, keep_alive: Duration) -> quinn::TransportConfig {
+/// A QUIC congestion controller. Spec §2.3 and moq-native use BBR (marked experimental in
+/// quinn); the others are there to be measured against it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Congestion {
+    /// BBR, the default.
+    #[default]
+    Bbr,
+    /// CUBIC (RFC 9438), loss-based; quinn's own default.
+    Cubic,
+    /// NewReno (RFC 9002), loss-based.
+    NewReno,
+}
+
+impl std::str::FromStr for Congestion {
+    type Err = String;
+
+    fn from_str(name: &str) -> Result<Self, Self::Err> {
+        match name {
+            "bbr" => Ok(Self::Bbr),
+            "cubic" => Ok(Self::Cubic),
+            "newreno" => Ok(Self::NewReno),
+            _ => Err(format!("{name:?}: expected bbr, cubic or newreno")),
+        }
+    }
+}
+
+/// Transport settings an operator may change from spec §2.3's defaults, to measure them: the
+/// congestion controller, MTU discovery and the UDP socket's buffers.
+#[derive(Debug, Clone, Default)]
+#[non_exhaustive]
+pub struct Tuning {
+    /// The congestion controller (default BBR).
+    pub congestion: Congestion,
+    /// Probe the path for packets larger than [`initial_mtu`](Self::initial_mtu) (default
+    /// off, as moq-native: every packet then carries at most 1200 bytes of UDP payload).
+    pub mtu_discovery: bool,
+    /// The UDP payload size connections start with, at least 1200 (default 1200). Larger
+    /// saves packets from the start where the path is known to carry them (1452 for a 1500
+    /// Ethernet MTU over IPv6); with discovery on, a path that drops them falls back to 1200.
+    pub initial_mtu: Option<u16>,
+    /// The UDP socket's send buffer (SO_SNDBUF) in bytes; default the OS's. Linux caps it at
+    /// `net.core.wmem_max`.
+    pub udp_send_buffer: Option<usize>,
+    /// The UDP socket's receive buffer (SO_RCVBUF) in bytes; default the OS's. Linux caps it
+    /// at `net.core.rmem_max` (208 KiB unless raised with sysctl).
+    pub udp_recv_buffer: Option<usize>,
+}
+
+/// The QUIC parameters of spec §2.3: idle timeout 10 s, keep-alive 4 s, BBR, no MTU discovery
+/// (unless `tuning` says otherwise); and flow-control windows sized for media, so a peer is
+/// held back instead of buffered.
+fn transport_config(
+    idle: Duration,
+    keep_alive: Duration,
+    tuning: &Tuning,
+) -> quinn::TransportConfig {
     let mut config = quinn::TransportConfig::default();
     // Beyond the varint range (some 146 years) means no idle timeout.
     config.max_idle_timeout(quinn::IdleTimeout::try_from(idle).ok());
     config.keep_alive_interval(Some(keep_alive));
-    config.congestion_controller_factory(Arc::new(quinn::congestion::BbrConfig::default()));
-    config.mtu_discovery_config(None);
+    let congestion: Arc<dyn quinn::congestion::ControllerFactory + Send + Sync> =
+        match tuning.congestion {
+            Congestion::Bbr => Arc::new(quinn::congestion::BbrConfig::default()),
+            Congestion::Cubic => Arc::new(quinn::congestion::CubicConfig::default()),
+            Congestion::NewReno => Arc::new(quinn::congestion::NewRenoConfig::default()),
+        };
+    config.congestion_controller_factory(congestion);
+    if let Some(mtu) = tuning.initial_mtu {
+        config.initial_mtu(mtu.max(1200));
+    }
+    if !tuning.mtu_discovery {
+        config.mtu_discovery_config(None);
+    }
     // quinn keeps a table entry per stream the peer may open, so a connection starts with a
     // small window and its session widens it as streams are used, up to
     // MAX_CONCURRENT_STREAMS (quinn's default of 100 would cap each direction at ~100
@@ -189,6 +253,7 @@ impl From<BindError> for Error {
 #[derive(Clone, Debug)]
 pub struct Endpoint {
     quic: quinn::Endpoint,
+    tuning: Tuning,
     /// Client configs are fixed per ALPN, so build them once.
     client_quic: quinn::ClientConfig,
     client_webtransport: quinn::ClientConfig,
@@ -203,7 +268,15 @@ impl Endpoint {
     /// [`BindError::AddrInUse`] when the address is taken, [`BindError::Io`] for other socket
     /// errors and [`BindError::Tls`] for an unusable TLS configuration.
     pub fn bind(config: EndpointConfig) -> Result<Self, BindError> {
-        let transport = Arc::new(transport_config(IDLE_TIMEOUT, KEEP_ALIVE));
+        Self::bind_tuned(config, Tuning::default())
+    }
+
+    /// As [`bind`](Self::bind), with transport settings changed from spec §2.3's defaults.
+    ///
+    /// # Errors
+    /// As [`bind`](Self::bind); also [`BindError::Io`] when the OS refuses a buffer size.
+    pub fn bind_tuned(config: EndpointConfig, tuning: Tuning) -> Result<Self, BindError> {
+        let transport = Arc::new(transport_config(IDLE_TIMEOUT, KEEP_ALIVE, &tuning));
 
         let client_config = |alpn: &[u8]| -> Result<quinn::ClientConfig, BindError> {
             let tls = config.client.client_config(alpn)?;
@@ -228,17 +301,23 @@ impl Endpoint {
             None => None,
         };
 
-        // `Endpoint::client` makes an IPv6 socket dual-stack where the OS allows, which
-        // `Endpoint::server` does not; the server side is added afterwards.
         let addr = config.bind;
-        let quic = quinn::Endpoint::client(addr).map_err(|source| match source.kind() {
+        let io = |source: std::io::Error| match source.kind() {
             std::io::ErrorKind::AddrInUse => BindError::AddrInUse(addr),
             _ => BindError::Io { addr, source },
-        })?;
-        quic.set_server_config(server);
+        };
+        let socket = udp_socket(addr, &tuning).map_err(io)?;
+        let quic = quinn::Endpoint::new(
+            quinn::EndpointConfig::default(),
+            server,
+            socket,
+            Arc::new(quinn::TokioRuntime),
+        )
+        .map_err(io)?;
 
         Ok(Self {
             quic,
+            tuning,
             client_quic,
             client_webtransport,
             certificates,
@@ -258,7 +337,7 @@ impl Endpoint {
     /// notice a silent peer after `idle`: a relay uses this for its cluster links, to detect a
     /// dead member within seconds. Incoming connections and other handles are unaffected.
     pub fn with_dial_timeouts(&self, idle: Duration, keep_alive: Duration) -> Self {
-        let transport = Arc::new(transport_config(idle, keep_alive));
+        let transport = Arc::new(transport_config(idle, keep_alive, &self.tuning));
         let mut dialer = self.clone();
         dialer.client_quic.transport_config(transport.clone());
         dialer.client_webtransport.transport_config(transport);
@@ -370,6 +449,34 @@ impl Endpoint {
     pub async fn wait_idle(&self) {
         self.quic.wait_idle().await;
     }
+}
+
+/// The UDP socket of an endpoint: an IPv6 one is made dual-stack where the OS allows (as
+/// `quinn::Endpoint::client` does), and its buffers are sized as `tuning` asks.
+fn udp_socket(addr: SocketAddr, tuning: &Tuning) -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        if let Err(err) = socket.set_only_v6(false) {
+            tracing::debug!(%err, "unable to make the socket dual-stack");
+        }
+    }
+    if let Some(bytes) = tuning.udp_send_buffer {
+        socket.set_send_buffer_size(bytes)?;
+    }
+    if let Some(bytes) = tuning.udp_recv_buffer {
+        socket.set_recv_buffer_size(bytes)?;
+    }
+    if tuning.udp_send_buffer.is_some() || tuning.udp_recv_buffer.is_some() {
+        // Linux doubles what it grants (for its bookkeeping) and caps it at wmem_max/rmem_max.
+        tracing::info!(
+            send = socket.send_buffer_size()?,
+            recv = socket.recv_buffer_size()?,
+            "UDP socket buffers"
+        );
+    }
+    socket.bind(&addr.into())?;
+    Ok(socket.into())
 }
 
 /// The HTTP status of a WebTransport CONNECT the server refused, if that is why `err` failed.

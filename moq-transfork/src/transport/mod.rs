@@ -18,8 +18,8 @@ mod verify;
 pub use certs::CertResolver;
 pub use connection::{Connection, TransportKind};
 pub use endpoint::{
-    BindError, Endpoint, EndpointConfig, Incoming, ALPN_QUIC, ALPN_WEBTRANSPORT,
-    INITIAL_BI_STREAMS, INITIAL_UNI_STREAMS, MAX_CONCURRENT_STREAMS,
+    BindError, Congestion, Endpoint, EndpointConfig, Incoming, Tuning, ALPN_QUIC,
+    ALPN_WEBTRANSPORT, INITIAL_BI_STREAMS, INITIAL_UNI_STREAMS, MAX_CONCURRENT_STREAMS,
 };
 pub use stream::{RecvStream, SendStream};
 pub use tls::{ClientTls, ServerTls, TlsError};
