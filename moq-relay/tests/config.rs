@@ -78,6 +78,9 @@ async fn the_example_configuration_loads() {
             example,
             "--bind",
             "127.0.0.1:0",
+            // The example's fixed metrics port may be taken on a test machine.
+            "--metrics-bind",
+            "127.0.0.1:0",
             "--tls-cert",
             cert.to_str().unwrap(),
             "--tls-key",
