@@ -11,15 +11,16 @@ mod connection;
 mod endpoint;
 #[cfg(feature = "test-util")]
 pub mod memory;
+mod quic;
 mod stream;
 mod tls;
 mod verify;
 
 pub use certs::CertResolver;
 pub use connection::{Connection, TransportKind};
-pub use endpoint::{
-    BindError, Congestion, Endpoint, EndpointConfig, Incoming, Tuning, ALPN_QUIC,
-    ALPN_WEBTRANSPORT, INITIAL_BI_STREAMS, INITIAL_UNI_STREAMS, MAX_CONCURRENT_STREAMS,
+pub use endpoint::{BindError, Endpoint, EndpointConfig, Incoming, ALPN_QUIC, ALPN_WEBTRANSPORT};
+pub use quic::{
+    Congestion, Tuning, INITIAL_BI_STREAMS, INITIAL_UNI_STREAMS, MAX_CONCURRENT_STREAMS,
 };
 pub use stream::{RecvStream, SendStream};
 pub use tls::{ClientTls, ServerTls, TlsError};
