@@ -250,9 +250,34 @@ impl Writer {
         self.stream.write_chunk(chunk).await
     }
 
-    /// Writes a payload chunk without copying it.
+    /// Encodes `msg` to go out with the next [`write_chunk`](Self::write_chunk) or
+    /// [`flush`](Self::flush), so that a frame header and its payload take one write.
+    pub(crate) fn stage<T: Encode>(&mut self, msg: &T) {
+        msg.encode(&mut self.scratch);
+    }
+
+    /// Writes what is staged, if anything.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`encode`](Self::encode).
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
+        if self.scratch.is_empty() {
+            return Ok(());
+        }
+        let staged = self.scratch.split().freeze();
+        self.stream.write_chunk(staged).await
+    }
+
+    /// Writes what is staged and then a payload chunk, without copying the chunk, in one write.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`encode`](Self::encode).
     pub(crate) async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
-        self.stream.write_chunk(chunk).await
+        if self.scratch.is_empty() {
+            return self.stream.write_chunk(chunk).await;
+        }
+        let staged = self.scratch.split().freeze();
+        self.stream.write_all_chunks(&mut [staged, chunk]).await
     }
 
     /// Sets the QUIC send priority of the stream (higher goes first).

@@ -87,6 +87,32 @@ impl SendStream {
         }
     }
 
+    /// Writes every chunk of `chunks` in order, without copying them, as few writes as the
+    /// stream's credit allows (one, usually: a single lock of the connection and a single
+    /// wake of its driver). The chunks are left empty.
+    ///
+    /// # Errors
+    /// As [`SendStream::write_chunk`].
+    pub async fn write_all_chunks(&mut self, chunks: &mut [Bytes]) -> Result<(), Error> {
+        match &mut self.inner {
+            SendInner::Quic(stream) => stream
+                .write_all_chunks(chunks)
+                .await
+                .map_err(quic_write_error),
+            SendInner::WebTransport(stream) => stream
+                .write_all_chunks(chunks)
+                .await
+                .map_err(wt_write_error),
+            #[cfg(feature = "test-util")]
+            SendInner::Memory(stream) => {
+                for chunk in chunks {
+                    stream.write_chunk(std::mem::take(chunk)).await?;
+                }
+                Ok(())
+            }
+        }
+    }
+
     /// Writes all of `buf`.
     ///
     /// # Errors
