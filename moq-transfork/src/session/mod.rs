@@ -12,6 +12,7 @@ mod options;
 mod priority;
 mod publisher;
 mod recv;
+mod schedule;
 mod stats;
 mod stream;
 mod subscriber;

@@ -10,11 +10,12 @@ use std::task::Poll;
 use futures::FutureExt;
 
 use super::priority::stream_priority;
+use super::schedule::{send_frame, SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::subscription::{Subscription, Window};
 use super::{AnnounceFilter, Router, SessionOptions, SessionStats};
 use crate::message::{
-    Announce, AnnouncePlease, BiStream, Fetch, FrameHeader, Info, InfoRequest, Subscribe,
+    Announce, AnnouncePlease, BiStream, Fetch, Info, InfoRequest, Subscribe,
 };
 use crate::model::{
     Announced, AnnouncedConsumer, AnnouncedProducer, Track, TrackConsumer, TrackHandle,
@@ -73,6 +74,8 @@ struct PublisherInner {
     /// Announce requests being served now.
     announce_requests: AtomicUsize,
     stats: Arc<SessionStats>,
+    /// Orders the media writes of the connection.
+    scheduler: Arc<SendScheduler>,
 }
 
 impl fmt::Debug for Publisher {
@@ -87,6 +90,7 @@ impl Publisher {
     pub(super) fn new(conn: Connection, options: &SessionOptions) -> Self {
         Self {
             inner: Arc::new(PublisherInner {
+                scheduler: SendScheduler::new(conn.clone()),
                 conn,
                 tracks: Mutex::default(),
                 next_publish: 0.into(),
@@ -249,6 +253,7 @@ impl Publisher {
             .min();
         let serving = Subscription::new(
             self.inner.conn.clone(),
+            self.inner.scheduler.clone(),
             &subscribe,
             expires,
             self.inner.window,
@@ -270,22 +275,25 @@ impl Publisher {
         if !expires.is_zero() && group.created().elapsed() > expires {
             return Err(Error::NotFound);
         }
-        writer.set_priority(stream_priority(
-            fetch.priority,
-            GroupOrder::Descending,
-            fetch.group,
-        ));
+        let priority = stream_priority(fetch.priority, GroupOrder::Descending, fetch.group);
+        writer.set_priority(priority);
         self.inner.stats.group_sent();
+        let class = WriteClass {
+            priority: fetch.priority,
+            subscription: None,
+            rank: priority,
+        };
 
         let mut index = 0u64;
-        while let Some(mut frame) = group.next_frame().await? {
+        let mut batch = Vec::new();
+        while let Some(frame) = group.next_frame().await? {
             if index >= fetch.offset {
                 self.inner.stats.frame_sent();
-                writer.encode(&FrameHeader { size: frame.size() }).await?;
-                while let Some(chunk) = frame.read().await? {
-                    self.inner.stats.sent(chunk.len() as u64);
-                    writer.write_chunk(chunk).await?;
-                }
+                let stats = &self.inner.stats;
+                send_frame(writer, &self.inner.scheduler, class, frame, &mut batch, |len| {
+                    stats.sent(len)
+                })
+                .await?;
             }
             index += 1;
         }

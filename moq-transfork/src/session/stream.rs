@@ -250,7 +250,7 @@ impl Writer {
         self.stream.write_chunk(chunk).await
     }
 
-    /// Encodes `msg` to go out with the next [`write_chunk`](Self::write_chunk) or
+    /// Encodes `msg` to go out with the next [`write_chunks`](Self::write_chunks) or
     /// [`flush`](Self::flush), so that a frame header and its payload take one write.
     pub(crate) fn stage<T: Encode>(&mut self, msg: &T) {
         msg.encode(&mut self.scratch);
@@ -268,16 +268,18 @@ impl Writer {
         self.stream.write_chunk(staged).await
     }
 
-    /// Writes what is staged and then a payload chunk, without copying the chunk, in one write.
+    /// Writes what is staged and then every chunk of `chunks`, without copying them, in one
+    /// write; `chunks` is left empty for reuse.
     ///
     /// # Cancel safety
     /// Not cancel safe, as [`encode`](Self::encode).
-    pub(crate) async fn write_chunk(&mut self, chunk: Bytes) -> Result<(), Error> {
-        if self.scratch.is_empty() {
-            return self.stream.write_chunk(chunk).await;
+    pub(crate) async fn write_chunks(&mut self, chunks: &mut Vec<Bytes>) -> Result<(), Error> {
+        if !self.scratch.is_empty() {
+            chunks.insert(0, self.scratch.split().freeze());
         }
-        let staged = self.scratch.split().freeze();
-        self.stream.write_all_chunks(&mut [staged, chunk]).await
+        let result = self.stream.write_all_chunks(chunks).await;
+        chunks.clear();
+        result
     }
 
     /// Sets the QUIC send priority of the stream (higher goes first).

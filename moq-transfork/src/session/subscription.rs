@@ -11,9 +11,10 @@ use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
 use super::priority::stream_priority;
+use super::schedule::{send_frame, SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::SessionStats;
-use crate::message::{FrameHeader, GroupDrop, GroupHeader, Subscribe, SubscribeUpdate, UniStream};
+use crate::message::{GroupDrop, GroupHeader, Subscribe, SubscribeUpdate, UniStream};
 use crate::model::{GroupConsumer, TrackConsumer};
 use crate::transport::Connection;
 use crate::{Error, GroupOrder};
@@ -47,6 +48,7 @@ struct InFlight {
 /// The serving side of one subscription.
 pub(super) struct Subscription {
     conn: Connection,
+    scheduler: Arc<SendScheduler>,
     id: u64,
     priority: i8,
     order: GroupOrder,
@@ -90,6 +92,7 @@ enum Progress {
 impl Subscription {
     pub(super) fn new(
         conn: Connection,
+        scheduler: Arc<SendScheduler>,
         subscribe: &Subscribe,
         expires: Option<Duration>,
         window: Window,
@@ -99,6 +102,7 @@ impl Subscription {
         let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             conn,
+            scheduler,
             id: subscribe.id,
             priority: subscribe.priority,
             order: subscribe.group_order,
@@ -283,6 +287,12 @@ impl Subscription {
             id,
             subscribe: self.id,
             priority,
+            class: WriteClass {
+                priority: self.priority,
+                subscription: Some(self.id),
+                rank: priority,
+            },
+            scheduler: self.scheduler.clone(),
             done: self.done_tx.clone(),
             bytes: self.inflight_bytes.clone(),
             stats: self.stats.clone(),
@@ -372,7 +382,11 @@ struct GroupSender {
     /// The in-flight id.
     id: u64,
     subscribe: u64,
+    /// The stream's QUIC priority.
     priority: i32,
+    /// How its writes are scheduled among the connection's others.
+    class: WriteClass,
+    scheduler: Arc<SendScheduler>,
     done: mpsc::UnboundedSender<Done>,
     /// The subscription's in-flight bytes.
     bytes: Arc<AtomicU64>,
@@ -431,20 +445,22 @@ impl GroupSender {
         };
         writer.encode2(&UniStream::Group, &header).await?;
         self.stats.group_sent();
-        while let Some(mut frame) = group.next_frame().await? {
+        let mut batch = Vec::new();
+        while let Some(frame) = group.next_frame().await? {
             self.stats.frame_sent();
-            // The header goes out with the frame's first chunk: one write, so one lock of the
-            // connection and one wake of its driver, instead of two.
-            writer.stage(&FrameHeader { size: frame.size() });
-            while let Some(chunk) = frame.read().await? {
-                let len = chunk.len() as u64;
-                *written += len;
-                self.bytes.fetch_add(len, Ordering::Relaxed);
-                self.stats.sent(len);
-                writer.write_chunk(chunk).await?;
-            }
-            // An empty frame's header is not held back for the next frame.
-            writer.flush().await?;
+            send_frame(
+                writer,
+                &self.scheduler,
+                self.class,
+                frame,
+                &mut batch,
+                |len| {
+                    *written += len;
+                    self.bytes.fetch_add(len, Ordering::Relaxed);
+                    self.stats.sent(len);
+                },
+            )
+            .await?;
         }
         writer.finish()
     }
