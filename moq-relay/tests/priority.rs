@@ -356,6 +356,10 @@ async fn descending_order_keeps_up(bottleneck: Bottleneck) {
         .filter(|end| end.subscribe == sub.id && end.at >= start)
         .collect();
     let aborted = ends.iter().filter(|end| !end.complete).count();
+    let mut resets = HashMap::<Option<u64>, usize>::new();
+    for end in ends.iter().filter(|end| !end.complete) {
+        *resets.entry(end.reset).or_default() += 1;
+    }
     let mut lags: Vec<u64> = ends
         .iter()
         .filter(|end| end.complete)
@@ -368,16 +372,17 @@ async fn descending_order_keeps_up(bottleneck: Bottleneck) {
     lags.sort_unstable();
     let completed = lags.len();
     let capacity = setup.capacity(WINDOW) / load.group_bytes as f64;
+    // None when no group completed.
     let quantile = |q: f64| {
         let at = ((completed.max(1) - 1) as f64 * q).round() as usize;
-        lags.get(at).copied().unwrap_or(u64::MAX)
+        lags.get(at).copied()
     };
     let (median, p90, max) = (quantile(0.5), quantile(0.9), quantile(1.0));
     let payload: u64 = ends.iter().map(|end| end.payload).sum();
     eprintln!(
         "{bottleneck:?}: {completed} groups completed ({:.0} % of what the bottleneck carries), \
-         {aborted} cut short, {} KiB of payload in all; lag behind the newest: median {median}, \
-         p90 {p90}, max {max}; lags {lags:?}{}",
+         {aborted} cut short (by reset code: {resets:?}), {} KiB of payload in all; lag behind the newest: median {median:?}, \
+         p90 {p90:?}, max {max:?}; lags {lags:?}{}",
         completed as f64 / capacity * 100.0,
         payload / 1024,
         setup.path_report()
@@ -387,6 +392,7 @@ async fn descending_order_keeps_up(bottleneck: Bottleneck) {
         "{bottleneck:?}: only {completed} groups completed, of some {capacity:.0} the \
          bottleneck carries"
     );
+    let median = median.unwrap_or(u64::MAX);
     assert!(
         median <= MAX_MEDIAN_LAG,
         "{bottleneck:?}: completed groups lag the newest by a median of {median} groups"

@@ -52,13 +52,19 @@ impl ClientConfig {
 /// How one group stream ended.
 #[derive(Clone, Copy, Debug)]
 pub struct GroupEnd {
+    /// The subscription it answers.
     pub subscribe: u64,
+    /// The group's sequence.
     pub sequence: u64,
     /// When the client read the end of the stream (or its reset).
     pub at: Instant,
     /// Ended with a FIN after whole frames; otherwise reset or cut short.
     pub complete: bool,
+    /// The relay's reset code, if it reset the stream.
+    pub reset: Option<u64>,
+    /// Frames begun.
     pub frames: u64,
+    /// Payload bytes read.
     pub payload: u64,
 }
 
@@ -88,6 +94,7 @@ impl Drop for RawClient {
 /// A subscription opened by [`RawClient::subscribe`].
 #[derive(Debug)]
 pub struct RawSubscription {
+    /// The SUBSCRIBE id, which its group streams carry.
     pub id: u64,
     /// From the SUBSCRIBE being written to its INFO being decoded.
     pub info_latency: Duration,
@@ -123,7 +130,9 @@ impl RawClient {
         let (mut send, mut recv) = timeout("open the session stream", conn.open_bi())
             .await
             .unwrap();
-        send.write_all(CLIENT_SETUP).await.unwrap();
+        timeout("CLIENT_SETUP", send.write_all(CLIENT_SETUP))
+            .await
+            .unwrap();
         let mut got = Vec::new();
         while got.len() < SERVER_SETUP.len() {
             let chunk = timeout("SERVER_SETUP", recv.read_chunk(64, true)).await;
@@ -185,7 +194,9 @@ impl RawClient {
             .await
             .unwrap();
         let start = Instant::now();
-        send.write_all(&request).await.unwrap();
+        timeout("SUBSCRIBE", send.write_all(&request))
+            .await
+            .unwrap();
         let mut buf = BytesMut::new();
         tokio::time::timeout(wait, async {
             while try_decode::<Info>(&mut buf).is_none() {
@@ -285,6 +296,7 @@ async fn read_group(
     ends: mpsc::UnboundedSender<GroupEnd>,
 ) {
     let mut parser = GroupParser::default();
+    let mut reset = None;
     let complete = loop {
         match recv.read_chunk(chunk, true).await {
             Ok(Some(data)) => {
@@ -301,7 +313,12 @@ async fn read_group(
                 }
             }
             Ok(None) => break parser.header.is_some() && parser.remaining == 0,
-            Err(_) => break false,
+            Err(err) => {
+                if let quinn::ReadError::Reset(code) = err {
+                    reset = Some(code.into_inner());
+                }
+                break false;
+            }
         }
     };
     if let Some(header) = parser.header {
@@ -310,6 +327,7 @@ async fn read_group(
             sequence: header.sequence,
             at: Instant::now(),
             complete,
+            reset,
             frames: parser.frames,
             payload: parser.payload,
         });

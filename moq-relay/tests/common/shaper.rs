@@ -24,8 +24,11 @@ const QUEUE_DATAGRAMS: usize = 4096;
 /// What the shaper did.
 #[derive(Debug, Default)]
 pub struct ShaperStats {
+    /// Bytes sent on to the client.
     pub forwarded_bytes: AtomicU64,
+    /// Datagrams sent on to the client.
     pub forwarded: AtomicU64,
+    /// Datagrams to the client dropped: the queue was full.
     pub dropped: AtomicU64,
 }
 
