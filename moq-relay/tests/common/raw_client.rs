@@ -8,6 +8,7 @@
 
 use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -77,15 +78,15 @@ pub struct RawClient {
     /// Payload bytes read so far, per subscribe id.
     received: Arc<Mutex<HashMap<u64, u64>>>,
     ends: mpsc::UnboundedReceiver<GroupEnd>,
-    next_id: u64,
+    next_id: AtomicU64,
     /// The group-stream readers and the subscribe-stream drains.
-    tasks: Vec<JoinHandle<()>>,
+    tasks: Mutex<Vec<JoinHandle<()>>>,
 }
 
 impl Drop for RawClient {
     fn drop(&mut self) {
         self.conn.close(0u32.into(), b"done");
-        for task in &self.tasks {
+        for task in self.tasks.get_mut().unwrap().iter() {
             task.abort();
         }
     }
@@ -96,8 +97,9 @@ impl Drop for RawClient {
 pub struct RawSubscription {
     /// The SUBSCRIBE id, which its group streams carry.
     pub id: u64,
-    /// From the SUBSCRIBE being written to its INFO being decoded.
-    pub info_latency: Duration,
+    /// From the SUBSCRIBE being written to its INFO being decoded; `None` when the INFO did
+    /// not come within the wait.
+    pub info_latency: Option<Duration>,
 }
 
 impl RawClient {
@@ -161,8 +163,8 @@ impl RawClient {
             _session: (send, recv),
             received,
             ends,
-            next_id: 0,
-            tasks: vec![accept],
+            next_id: AtomicU64::new(0),
+            tasks: Mutex::new(vec![accept]),
         }
     }
 
@@ -170,14 +172,13 @@ impl RawClient {
     /// then drained (GROUP_DROPs) without limit: control bytes are not what the client
     /// throttles.
     pub async fn subscribe(
-        &mut self,
+        &self,
         path: &Path,
         priority: i8,
         order: GroupOrder,
         wait: Duration,
     ) -> RawSubscription {
-        let id = self.next_id;
-        self.next_id += 1;
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
         let mut request = BytesMut::new();
         BiStream::Subscribe.encode(&mut request);
         Subscribe {
@@ -198,16 +199,15 @@ impl RawClient {
             .await
             .unwrap();
         let mut buf = BytesMut::new();
-        tokio::time::timeout(wait, async {
+        let info = tokio::time::timeout(wait, async {
             while try_decode::<Info>(&mut buf).is_none() {
                 let chunk = recv.read_chunk(usize::MAX, true).await.unwrap();
                 buf.extend_from_slice(&chunk.expect("subscribe stream ended").bytes);
             }
         })
-        .await
-        .unwrap_or_else(|_| panic!("no INFO for {path:?} within {wait:?}"));
-        let info_latency = start.elapsed();
-        self.tasks.push(tokio::spawn(async move {
+        .await;
+        let info_latency = info.is_ok().then(|| start.elapsed());
+        self.tasks.lock().unwrap().push(tokio::spawn(async move {
             let _send = send;
             while let Ok(Some(_)) = recv.read_chunk(usize::MAX, true).await {}
         }));
