@@ -3,6 +3,8 @@
 #![allow(dead_code, unreachable_pub, unused_imports)]
 
 pub mod http;
+pub mod raw_client;
+pub mod shaper;
 
 use std::net::SocketAddr;
 use std::process::Stdio;
