@@ -14,9 +14,7 @@ use super::schedule::{send_frame, SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::subscription::{Subscription, Window};
 use super::{AnnounceFilter, Router, SessionOptions, SessionStats};
-use crate::message::{
-    Announce, AnnouncePlease, BiStream, Fetch, Info, InfoRequest, Subscribe,
-};
+use crate::message::{Announce, AnnouncePlease, BiStream, Fetch, Info, InfoRequest, Subscribe};
 use crate::model::{
     Announced, AnnouncedConsumer, AnnouncedProducer, Track, TrackConsumer, TrackHandle,
 };
@@ -278,10 +276,11 @@ impl Publisher {
         let priority = stream_priority(fetch.priority, GroupOrder::Descending, fetch.group);
         writer.set_priority(priority);
         self.inner.stats.group_sent();
-        let class = WriteClass {
+        let mut class = WriteClass {
             priority: fetch.priority,
             subscription: None,
             rank: priority,
+            start: None,
         };
 
         let mut index = 0u64;
@@ -290,9 +289,14 @@ impl Publisher {
             if index >= fetch.offset {
                 self.inner.stats.frame_sent();
                 let stats = &self.inner.stats;
-                send_frame(writer, &self.inner.scheduler, class, frame, &mut batch, |len| {
-                    stats.sent(len)
-                })
+                send_frame(
+                    writer,
+                    &self.inner.scheduler,
+                    &mut class,
+                    frame,
+                    &mut batch,
+                    |len| stats.sent(len),
+                )
                 .await?;
             }
             index += 1;

@@ -7,9 +7,12 @@
 //!
 //! So a session admits each media write here first, and the [`SendScheduler`] decides:
 //! - **By priority.** A write waits while a write it [yields to](WriteClass::yields_to) is
-//!   waiting or in progress: one of a track with a higher priority, or of a newer group of
-//!   the same subscription in descending order (an older one in ascending order). Writes of
-//!   different subscriptions with the same priority do not wait for each other.
+//!   waiting or in progress: one of a track with a higher priority, or of a group its
+//!   subscription sends first. A subscription finishes the group it started before it starts
+//!   another, then starts the newest in descending order (the oldest in ascending order):
+//!   when groups come faster than the path carries them, each group cut short for a newer
+//!   one would waste the bytes it took, and none would ever arrive whole. Writes of different
+//!   subscriptions with the same priority do not wait for each other.
 //! - **Within a bounded write-ahead.** Bytes admitted and not yet seen leave the host (from
 //!   quinn's statistics: bytes sent, less bytes lost) stay under a budget sized by the rate
 //!   the connection drains, so that the path stays full and a control message or a newly
@@ -39,9 +42,10 @@ use crate::sync::lock;
 use crate::transport::{Connection, TransportKind};
 use crate::Error;
 
-/// The least write-ahead budget: what a connection drains in a millisecond at 64 MB/s, and
-/// little enough that a control message waits behind at most this much media.
-const MIN_BUDGET: u64 = 64 * 1024;
+/// The least write-ahead budget: what a connection drains in a millisecond at 32 MB/s, and
+/// little enough that a control message or a newer group waits behind at most this much
+/// media (32 ms at 1 MB/s).
+const MIN_BUDGET: u64 = 32 * 1024;
 
 /// The most write-ahead budget, whatever the rate.
 const MAX_BUDGET: u64 = 8 * 1024 * 1024;
@@ -49,6 +53,10 @@ const MAX_BUDGET: u64 = 8 * 1024 * 1024;
 /// How much of the drain rate the budget covers: enough to keep the path full between two
 /// polls of the transport's statistics.
 const BUDGET_TIME: Duration = Duration::from_millis(5);
+
+/// The drain rate is measured over intervals at least this long, so that a burst of
+/// datagrams sent at once does not count as a fast path.
+const RATE_INTERVAL: Duration = Duration::from_millis(20);
 
 /// How often a write over budget polls the transport at first; the interval grows while
 /// nothing leaves, up to [`MAX_POLL`].
@@ -65,8 +73,11 @@ pub(crate) struct WriteClass {
     pub(crate) priority: i8,
     /// The subscription, if the write belongs to one (a fetch does not).
     pub(crate) subscription: Option<u64>,
-    /// The order within the subscription (higher first): the group's stream priority.
+    /// The order within the subscription (higher first): the stream's QUIC priority.
     pub(crate) rank: i32,
+    /// The rank, and the stream's QUIC priority, from the first payload on (see
+    /// [`started_priority`](super::priority::started_priority)).
+    pub(crate) start: Option<i32>,
 }
 
 impl WriteClass {
@@ -132,10 +143,12 @@ struct State {
     budget: u64,
     /// The highest recent drain rate, in bytes per second.
     rate: f64,
+    /// Bytes that left since `measured`, the start of the current rate interval.
+    measuring: u64,
+    measured: Instant,
     /// Bytes sent and lost, as of the last poll of the transport.
     sent: u64,
     lost: u64,
-    polled: Instant,
     /// When bytes last left.
     progressed: Instant,
     /// Writes admitted before a fresh start no longer count.
@@ -171,9 +184,10 @@ impl SendScheduler {
                 ahead: 0,
                 budget: MIN_BUDGET,
                 rate: 0.0,
+                measuring: 0,
+                measured: now,
                 sent: counts.sent,
                 lost: counts.lost,
-                polled: now,
                 progressed: now,
                 epoch: 0,
                 active: Vec::new(),
@@ -212,24 +226,29 @@ impl SendScheduler {
         // Retransmissions are counted as sent: take the lost bytes back out, or every loss
         // would let more be written ahead.
         let left = sent.saturating_sub(lost);
-        let elapsed = now.saturating_duration_since(state.polled);
         if left > 0 {
-            // Only a backlogged interval measures the rate the path drains.
-            if state.ahead > 0 && elapsed >= MIN_POLL {
-                let rate = left as f64 / elapsed.as_secs_f64();
-                state.rate = rate.max(state.rate * 0.9);
-                let budget = (state.rate * BUDGET_TIME.as_secs_f64()) as u64;
-                state.budget = budget.clamp(MIN_BUDGET, MAX_BUDGET);
-            }
             state.ahead = state.ahead.saturating_sub(left);
             state.progressed = now;
         }
-        state.polled = now;
+        state.measuring += left;
+        let elapsed = now.saturating_duration_since(state.measured);
+        if elapsed >= RATE_INTERVAL {
+            // The rate follows a faster path at once and a slower one within some intervals.
+            let rate = state.measuring as f64 / elapsed.as_secs_f64();
+            state.rate = rate.max(state.rate * 0.75);
+            let budget = (state.rate * BUDGET_TIME.as_secs_f64()) as u64;
+            state.budget = budget.clamp(MIN_BUDGET, MAX_BUDGET);
+            state.measuring = 0;
+            state.measured = now;
+        }
         // A stall: nothing left while writes waited. Whatever was admitted is stuck on a
         // stream's own credit or was dropped with its stream; start afresh.
         let stall = STALL.max(counts.rtt * 4);
         if now.saturating_duration_since(state.progressed) >= stall {
-            tracing::trace!(ahead = state.ahead, "send scheduler stalled, starting afresh");
+            tracing::trace!(
+                ahead = state.ahead,
+                "send scheduler stalled, starting afresh"
+            );
             state.ahead = 0;
             state.epoch += 1;
             state.active.clear();
@@ -290,12 +309,7 @@ impl<'a> Future for Admit<'a> {
                     this.queued = false;
                 }
                 this.timer = None;
-                return Poll::Ready(SendPermit::admitted(
-                    scheduler,
-                    this.id,
-                    epoch,
-                    this.bytes,
-                ));
+                return Poll::Ready(SendPermit::admitted(scheduler, this.id, epoch, this.bytes));
             }
 
             // Wait for a wake-up from a write that ends, or poll the transport later: over
@@ -390,13 +404,13 @@ impl Drop for SendPermit<'_> {
 }
 
 /// Writes a frame's header and payload to `writer` as the payload arrives: every batch of
-/// chunks ready at once is admitted by `scheduler` as `class` and written in one write, the
-/// header with the first. `batch` is scratch space kept from frame to frame; `sent` counts
+/// chunks ready at once is admitted by `scheduler` as `class` (and from the first on, as the
+/// group started) and written in one write, the header with the first. `batch` is scratch space kept from frame to frame; `sent` counts
 /// the payload bytes of each batch.
 pub(crate) async fn send_frame(
     writer: &mut Writer,
     scheduler: &SendScheduler,
-    class: WriteClass,
+    class: &mut WriteClass,
     mut frame: FrameConsumer,
     batch: &mut Vec<Bytes>,
     mut sent: impl FnMut(u64),
@@ -409,7 +423,11 @@ pub(crate) async fn send_frame(
             return writer.flush().await;
         }
         let len = batch.iter().map(|chunk| chunk.len() as u64).sum();
-        let permit = scheduler.admit(class, len).await;
+        let permit = scheduler.admit(*class, len).await;
+        if let Some(rank) = class.start.take() {
+            class.rank = rank;
+            writer.set_priority(rank);
+        }
         // Counted as handed over: a write the peer's credit holds up still holds the bytes.
         sent(len);
         writer.write_chunks(batch).await?;
@@ -422,12 +440,15 @@ mod tests {
     use futures::FutureExt;
 
     use super::*;
+    use crate::session::priority::{started_priority, stream_priority};
+    use crate::GroupOrder;
 
     fn class(priority: i8, subscription: Option<u64>, rank: i32) -> WriteClass {
         WriteClass {
             priority,
             subscription,
             rank,
+            start: None,
         }
     }
 
@@ -453,6 +474,11 @@ mod tests {
         assert!(!low.yields_to(&class(-1, Some(1), 100)));
         // Fetches belong to no subscription.
         assert!(!class(0, None, 1).yields_to(&class(0, None, 2)));
+        // A group under way is finished before a newer one starts.
+        let newer = class(0, Some(1), stream_priority(0, GroupOrder::Descending, 11));
+        let started = class(0, Some(1), started_priority(0, 10));
+        assert!(newer.yields_to(&started));
+        assert!(!started.yields_to(&newer));
     }
 
     #[tokio::test(start_paused = true)]
@@ -467,14 +493,20 @@ mod tests {
         drop(other);
         high.complete();
         let low = tokio::time::timeout(Duration::from_millis(1), low).await;
-        assert!(low.is_ok(), "the low write goes once the high one is written");
+        assert!(
+            low.is_ok(),
+            "the low write goes once the high one is written"
+        );
     }
 
     #[tokio::test(start_paused = true)]
     async fn a_newer_group_goes_before_an_older_one_waiting_for_the_budget() {
         let (scheduler, counts) = manual();
         // The budget is full.
-        scheduler.admit(class(0, Some(1), 1), MIN_BUDGET).await.complete();
+        scheduler
+            .admit(class(0, Some(1), 1), MIN_BUDGET)
+            .await
+            .complete();
         let mut old = scheduler.admit(class(0, Some(1), 1), 1000);
         assert!((&mut old).now_or_never().is_none());
         let mut new = scheduler.admit(class(0, Some(1), 2), 1000);
@@ -490,8 +522,14 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_write_ahead_is_bounded_until_bytes_leave() {
         let (scheduler, counts) = manual();
-        scheduler.admit(class(0, None, 0), MIN_BUDGET / 2).await.complete();
-        scheduler.admit(class(0, None, 0), MIN_BUDGET / 2).await.complete();
+        scheduler
+            .admit(class(0, None, 0), MIN_BUDGET / 2)
+            .await
+            .complete();
+        scheduler
+            .admit(class(0, None, 0), MIN_BUDGET / 2)
+            .await
+            .complete();
         let mut third = scheduler.admit(class(0, None, 0), 1);
         assert!((&mut third).now_or_never().is_none());
         // Polling finds nothing left: still waiting.
@@ -514,7 +552,10 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_wait_lets_the_writes_behind_it_go() {
         let (scheduler, counts) = manual();
-        scheduler.admit(class(0, None, 0), MIN_BUDGET).await.complete();
+        scheduler
+            .admit(class(0, None, 0), MIN_BUDGET)
+            .await
+            .complete();
         let mut high = scheduler.admit(class(1, None, 0), 1);
         assert!((&mut high).now_or_never().is_none());
         leave(&counts, MIN_BUDGET);
@@ -535,7 +576,10 @@ mod tests {
         tokio::time::timeout(STALL * 2, behind).await.unwrap();
         assert!(start.elapsed() >= STALL);
         // Over budget with nothing leaving: the same.
-        scheduler.admit(class(0, None, 0), MIN_BUDGET).await.complete();
+        scheduler
+            .admit(class(0, None, 0), MIN_BUDGET)
+            .await
+            .complete();
         let start = Instant::now();
         tokio::time::timeout(STALL * 2, scheduler.admit(class(0, None, 0), 100))
             .await

@@ -10,7 +10,7 @@ use tokio::sync::{mpsc, oneshot, watch};
 use tokio::task::JoinHandle;
 use tokio::time::Instant;
 
-use super::priority::stream_priority;
+use super::priority::{started_priority, stream_priority};
 use super::schedule::{send_frame, SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::SessionStats;
@@ -291,6 +291,7 @@ impl Subscription {
                 priority: self.priority,
                 subscription: Some(self.id),
                 rank: priority,
+                start: Some(started_priority(self.priority, sequence)),
             },
             scheduler: self.scheduler.clone(),
             done: self.done_tx.clone(),
@@ -446,12 +447,13 @@ impl GroupSender {
         writer.encode2(&UniStream::Group, &header).await?;
         self.stats.group_sent();
         let mut batch = Vec::new();
+        let mut class = self.class;
         while let Some(frame) = group.next_frame().await? {
             self.stats.frame_sent();
             send_frame(
                 writer,
                 &self.scheduler,
-                self.class,
+                &mut class,
                 frame,
                 &mut batch,
                 |len| {
