@@ -32,10 +32,11 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::Bytes;
+use bytes::{Bytes, BytesMut};
 use tokio::time::{Instant, Sleep};
 
 use super::stream::Writer;
+use crate::coding::Encode;
 use crate::message::FrameHeader;
 use crate::model::FrameConsumer;
 use crate::sync::lock;
@@ -405,8 +406,10 @@ impl Drop for SendPermit<'_> {
 
 /// Writes a frame's header and payload to `writer` as the payload arrives: every batch of
 /// chunks ready at once is admitted by `scheduler` as `class` (and from the first on, as the
-/// group started) and written in one write, the header with the first. `batch` is scratch space kept from frame to frame; `sent` counts
-/// the payload bytes of each batch.
+/// group started) and written in one write, the header with the first. The header is
+/// encoded once per frame, whatever the number of subscribers. `batch` is scratch space
+/// kept from frame to frame; `sent` counts the payload bytes of each batch as it is handed
+/// to the transport.
 pub(crate) async fn send_frame(
     writer: &mut Writer,
     scheduler: &SendScheduler,
@@ -415,14 +418,23 @@ pub(crate) async fn send_frame(
     batch: &mut Vec<Bytes>,
     mut sent: impl FnMut(u64),
 ) -> Result<(), Error> {
-    writer.stage(&FrameHeader { size: frame.size() });
+    batch.clear();
+    batch.push(frame.header(|size| {
+        let mut header = BytesMut::new();
+        FrameHeader { size }.encode(&mut header);
+        header.freeze()
+    }));
+    let mut header = batch[0].len() as u64;
     loop {
-        batch.clear();
         if frame.read_chunks(batch).await? == 0 {
-            // An empty frame's header is not held back for the next frame.
-            return writer.flush().await;
+            // An empty frame's header goes alone.
+            if !batch.is_empty() {
+                writer.write_chunks(batch).await?;
+            }
+            return Ok(());
         }
-        let len = batch.iter().map(|chunk| chunk.len() as u64).sum();
+        let len = batch.iter().map(|chunk| chunk.len() as u64).sum::<u64>() - header;
+        header = 0;
         let permit = scheduler.admit(*class, len).await;
         if let Some(rank) = class.start.take() {
             class.rank = rank;
