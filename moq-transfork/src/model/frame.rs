@@ -5,7 +5,7 @@
 //! arrive, or the whole frame at once with [`FrameConsumer::read_all`].
 
 use std::future::poll_fn;
-use std::sync::{Arc, Mutex, OnceLock};
+use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll};
 
 use bytes::{Bytes, BytesMut};
@@ -19,8 +19,6 @@ use crate::Error;
 #[derive(Debug)]
 pub(crate) struct FrameShared {
     size: u64,
-    /// The frame's header as the wire encodes it, made once for every subscriber it goes to.
-    header: OnceLock<Bytes>,
     state: Mutex<FrameState>,
 }
 
@@ -59,7 +57,6 @@ impl FrameShared {
         let written = chunks.iter().map(|c| c.len() as u64).sum();
         Arc::new(Self {
             size,
-            header: OnceLock::new(),
             state: Mutex::new(FrameState {
                 chunks,
                 written,
@@ -232,15 +229,6 @@ impl FrameConsumer {
     /// Cancel safe: a chunk is consumed only when this returns it.
     pub async fn read(&mut self) -> Result<Option<Bytes>, Error> {
         poll_fn(|cx| self.poll_read(cx)).await
-    }
-
-    /// The frame's header as `encode` makes it from the size: made by the first caller, then
-    /// shared (the same allocation) by every consumer of the frame.
-    pub(crate) fn header(&self, encode: impl FnOnce(u64) -> Bytes) -> Bytes {
-        self.frame
-            .header
-            .get_or_init(|| encode(self.frame.size))
-            .clone()
     }
 
     /// Polls for every chunk that arrived and was not read yet, appending them to `into` in

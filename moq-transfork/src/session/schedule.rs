@@ -32,11 +32,10 @@ use std::sync::{Arc, Mutex};
 use std::task::{Context, Poll, Waker};
 use std::time::Duration;
 
-use bytes::{Bytes, BytesMut};
+use bytes::Bytes;
 use tokio::time::{Instant, Sleep};
 
 use super::stream::Writer;
-use crate::coding::Encode;
 use crate::message::FrameHeader;
 use crate::model::FrameConsumer;
 use crate::sync::lock;
@@ -406,10 +405,8 @@ impl Drop for SendPermit<'_> {
 
 /// Writes a frame's header and payload to `writer` as the payload arrives: every batch of
 /// chunks ready at once is admitted by `scheduler` as `class` (and from the first on, as the
-/// group started) and written in one write, the header with the first. The header is
-/// encoded once per frame, whatever the number of subscribers. `batch` is scratch space
-/// kept from frame to frame; `sent` counts the payload bytes of each batch as it is handed
-/// to the transport.
+/// group started) and written in one write, the header with the first. `batch` is scratch space kept from frame to frame; `sent` counts
+/// the payload bytes of each batch.
 pub(crate) async fn send_frame(
     writer: &mut Writer,
     scheduler: &SendScheduler,
@@ -418,23 +415,14 @@ pub(crate) async fn send_frame(
     batch: &mut Vec<Bytes>,
     mut sent: impl FnMut(u64),
 ) -> Result<(), Error> {
-    batch.clear();
-    batch.push(frame.header(|size| {
-        let mut header = BytesMut::new();
-        FrameHeader { size }.encode(&mut header);
-        header.freeze()
-    }));
-    let mut header = batch[0].len() as u64;
+    writer.stage(&FrameHeader { size: frame.size() });
     loop {
+        batch.clear();
         if frame.read_chunks(batch).await? == 0 {
-            // An empty frame's header goes alone.
-            if !batch.is_empty() {
-                writer.write_chunks(batch).await?;
-            }
-            return Ok(());
+            // An empty frame's header is not held back for the next frame.
+            return writer.flush().await;
         }
-        let len = batch.iter().map(|chunk| chunk.len() as u64).sum::<u64>() - header;
-        header = 0;
+        let len = batch.iter().map(|chunk| chunk.len() as u64).sum();
         let permit = scheduler.admit(*class, len).await;
         if let Some(rank) = class.start.take() {
             class.rank = rank;

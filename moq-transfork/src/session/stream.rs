@@ -250,12 +250,33 @@ impl Writer {
         self.stream.write_chunk(chunk).await
     }
 
-    /// Writes every chunk of `chunks`, without copying them, in one write; `chunks` is left
-    /// empty for reuse.
+    /// Encodes `msg` to go out with the next [`write_chunks`](Self::write_chunks) or
+    /// [`flush`](Self::flush), so that a frame header and its payload take one write.
+    pub(crate) fn stage<T: Encode>(&mut self, msg: &T) {
+        msg.encode(&mut self.scratch);
+    }
+
+    /// Writes what is staged, if anything.
+    ///
+    /// # Cancel safety
+    /// Not cancel safe, as [`encode`](Self::encode).
+    pub(crate) async fn flush(&mut self) -> Result<(), Error> {
+        if self.scratch.is_empty() {
+            return Ok(());
+        }
+        let staged = self.scratch.split().freeze();
+        self.stream.write_chunk(staged).await
+    }
+
+    /// Writes what is staged and then every chunk of `chunks`, without copying them, in one
+    /// write; `chunks` is left empty for reuse.
     ///
     /// # Cancel safety
     /// Not cancel safe, as [`encode`](Self::encode).
     pub(crate) async fn write_chunks(&mut self, chunks: &mut Vec<Bytes>) -> Result<(), Error> {
+        if !self.scratch.is_empty() {
+            chunks.insert(0, self.scratch.split().freeze());
+        }
         let result = self.stream.write_all_chunks(chunks).await;
         chunks.clear();
         result
