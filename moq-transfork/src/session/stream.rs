@@ -183,6 +183,10 @@ impl Reader {
     }
 }
 
+/// Room for the headers a writer encodes before it needs a new buffer: a group header and
+/// some 40 frame headers, each written as a slice of one allocation.
+const SCRATCH_CAPACITY: usize = 128;
+
 /// Writes messages and payload chunks to a send stream.
 ///
 /// A `Writer` dropped before [`Writer::finish`] resets its stream with [`Error::Cancel`], so a
@@ -206,7 +210,7 @@ impl Writer {
     pub(crate) fn new(stream: SendStream) -> Self {
         Self {
             stream,
-            scratch: BytesMut::new(),
+            scratch: BytesMut::with_capacity(SCRATCH_CAPACITY),
             done: false,
         }
     }

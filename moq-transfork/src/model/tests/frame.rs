@@ -97,3 +97,45 @@ fn empty_frame_is_complete_at_once() {
     assert_eq!(ready(reader.read_frame()), Ok(Some(Bytes::new())));
     assert_eq!(ready(reader.read_frame()), Ok(Some(Bytes::new())));
 }
+
+#[test]
+fn read_chunks_takes_every_ready_chunk_at_once() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let mut frame = group.create_frame(6);
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    let mut batch = Vec::new();
+    assert_pending(consumer.read_chunks(&mut batch));
+
+    let (counter, waker) = Counter::new();
+    assert!(poll_with(&waker, |cx| consumer.poll_read_chunks(cx, &mut batch)).is_pending());
+    let first = Bytes::from_static(b"ab");
+    frame.write(first.clone()).unwrap();
+    frame.write(Bytes::from_static(b"cd")).unwrap();
+    assert_eq!(counter.count(), 1);
+    assert_eq!(ready(consumer.read_chunks(&mut batch)), Ok(2));
+    assert_eq!(
+        batch,
+        [Bytes::from_static(b"ab"), Bytes::from_static(b"cd")]
+    );
+    assert_eq!(batch[0].as_ptr(), first.as_ptr());
+    assert_pending(consumer.read_chunks(&mut batch));
+    frame.write(Bytes::from_static(b"ef")).unwrap();
+    // Appended after what the caller kept.
+    assert_eq!(ready(consumer.read_chunks(&mut batch)), Ok(1));
+    assert_eq!(batch.len(), 3);
+    assert_eq!(ready(consumer.read_chunks(&mut batch)), Ok(0));
+}
+
+#[test]
+fn read_chunks_reports_an_abort() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let frame = group.create_frame(4);
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    frame.close(Error::NotFound);
+    assert_eq!(
+        ready(consumer.read_chunks(&mut Vec::new())),
+        Err(Error::NotFound)
+    );
+}
