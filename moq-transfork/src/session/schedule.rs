@@ -301,6 +301,10 @@ impl<'a> Future for Admit<'a> {
                 scheduler.poll_transport(&mut state, now);
             }
             if !behind && fits(&state) {
+                if state.ahead == 0 && state.active.is_empty() {
+                    // The first write after an idle spell: a stall is counted from here.
+                    state.progressed = now;
+                }
                 state.ahead += this.bytes;
                 let epoch = state.epoch;
                 state.active.push((this.id, this.class));
