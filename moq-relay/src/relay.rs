@@ -244,10 +244,10 @@ impl Relay {
     }
 }
 
-/// Logs, at debug, what a finished session's connection sent and received over UDP.
-/// Datagrams per send call above 1 show GSO at work (quinn batches at most 10); quinn
-/// counts no receive calls per connection, so GRO shows only on the endpoint (its `gro`
-/// at bind).
+/// Logs, at debug, what a finished session's connection sent and received over UDP, and
+/// what it lost. Datagrams per send call above 1 show GSO at work (quinn batches at most
+/// 10); quinn counts no receive calls per connection, so GRO shows only on the endpoint (its
+/// `gro` at bind).
 fn udp_totals(conn: &Connection) {
     let stats = conn.stats();
     let (tx, rx) = (stats.udp_tx, stats.udp_rx);
@@ -257,6 +257,8 @@ fn udp_totals(conn: &Connection) {
         tx_bytes = tx.bytes,
         rx_datagrams = rx.datagrams,
         rx_bytes = rx.bytes,
+        lost_packets = stats.path.lost_packets,
+        lost_bytes = stats.path.lost_bytes,
         "UDP totals"
     );
 }
