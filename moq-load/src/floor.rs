@@ -131,7 +131,12 @@ pub(crate) async fn run(args: &FloorArgs, exe: &std::path::Path) -> anyhow::Resu
     let tls = ClientTls::disable_verify().client_config(ALPN_QUIC)?;
     let mut client = quinn::ClientConfig::new(Arc::new(QuicClientConfig::try_from(tls)?));
     client.transport_config(transport());
-    let mut endpoint = quinn::Endpoint::client("127.0.0.1:0".parse()?)?;
+    let mut endpoint = quinn::Endpoint::new(
+        quinn::EndpointConfig::default(),
+        None,
+        client_socket()?,
+        Arc::new(quinn::TokioRuntime),
+    )?;
     endpoint.set_default_client_config(client);
 
     let stats = Arc::new(Stats::default());
@@ -344,4 +349,16 @@ async fn send(conn: quinn::Connection, mut frames: broadcast::Receiver<Frame>) {
     if let Some((_, mut stream)) = current {
         let _ = stream.finish();
     }
+}
+
+/// The clients' UDP socket on loopback, with the buffers of the load mode's
+/// ([`CLIENT_UDP_BUFFER`](crate::load::CLIENT_UDP_BUFFER)), so the floor and the relays are
+/// measured by clients that drop alike.
+fn client_socket() -> std::io::Result<std::net::UdpSocket> {
+    use socket2::{Domain, Protocol, Socket, Type};
+    let socket = Socket::new(Domain::IPV4, Type::DGRAM, Some(Protocol::UDP))?;
+    socket.set_recv_buffer_size(crate::load::CLIENT_UDP_BUFFER)?;
+    socket.set_send_buffer_size(crate::load::CLIENT_UDP_BUFFER)?;
+    socket.bind(&SocketAddr::from(([127, 0, 0, 1], 0)).into())?;
+    Ok(socket.into())
 }

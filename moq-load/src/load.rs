@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use bytes::{BufMut, Bytes, BytesMut};
 use moq_transfork::model::{Announced, GroupConsumer};
-use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig};
+use moq_transfork::transport::{ClientTls, Endpoint, EndpointConfig, Tuning};
 use moq_transfork::{Path, Session, Track};
 
 use crate::churn;
@@ -24,6 +24,12 @@ const MAX_CHURN_WORKERS: usize = 64;
 const MAX_CHURN_CYCLES: u64 = 10_000_000;
 const MAX_DURATION: Duration = Duration::from_secs(3600);
 const MAX_SAMPLES: usize = 2_000_000;
+
+/// The receive and send buffers asked for the load tool's UDP socket, which the publisher and
+/// every subscriber share. With Linux's default (208 KiB) it overflows from about 100
+/// subscribers on a busy machine, and the relay's retransmissions then inflate its CPU per GB
+/// and the latency measured (docs/performance.md). Linux caps it at `net.core.rmem_max`.
+pub(crate) const CLIENT_UDP_BUFFER: usize = 4 << 20;
 
 /// The flags of the load mode.
 #[derive(clap::Args, Debug, Clone)]
@@ -106,15 +112,21 @@ pub(crate) async fn run(args: &LoadArgs) -> anyhow::Result<Outcome> {
     let subscribers = args.subscribers.min(MAX_SUBSCRIBERS);
     let duration = Duration::from_secs(args.duration).min(MAX_DURATION);
 
-    let endpoint = Endpoint::bind(EndpointConfig {
-        bind: "[::]:0".parse()?,
-        server: None,
-        client: if args.tls_disable_verify {
-            ClientTls::disable_verify()
-        } else {
-            ClientTls::system_roots()?
+    let mut tuning = Tuning::default();
+    tuning.udp_recv_buffer = Some(CLIENT_UDP_BUFFER);
+    tuning.udp_send_buffer = Some(CLIENT_UDP_BUFFER);
+    let endpoint = Endpoint::bind_tuned(
+        EndpointConfig {
+            bind: "[::]:0".parse()?,
+            server: None,
+            client: if args.tls_disable_verify {
+                ClientTls::disable_verify()
+            } else {
+                ClientTls::system_roots()?
+            },
         },
-    })?;
+        tuning,
+    )?;
     let path = Path::from_iter(["moq-load", &std::process::id().to_string()]);
 
     // The publisher goes first, and every subscriber waits to see its announcement.

@@ -177,18 +177,29 @@ pub(crate) struct Args {
     #[arg(long, value_enum, default_value_t = LogFormat::Text, value_name = "FORMAT", env = "MOQ_RELAY_LOG_FORMAT")]
     pub(crate) log_format: LogFormat,
 
-    /// The QUIC congestion controller: bbr (spec §2.3, as moq-relay 0.6.15), cubic or newreno.
+    /// The QUIC congestion controller: cubic, bbr (spec §2.3, as moq-relay 0.6.15; marked
+    /// experimental in quinn) or newreno. Cubic delivered the most at high rates with the
+    /// least CPU per byte (docs/performance.md).
     #[arg(
         long,
-        default_value = "bbr",
+        default_value = "cubic",
         value_name = "NAME",
         env = "MOQ_RELAY_CONGESTION"
     )]
     pub(crate) congestion: Congestion,
 
-    /// Probe paths for packets larger than --initial-mtu (off by default, as 0.6.15: every
-    /// packet then carries at most 1200 bytes).
-    #[arg(long, env = "MOQ_RELAY_MTU_DISCOVERY")]
+    /// Probe paths for packets larger than --initial-mtu, up to 1452 bytes of UDP payload
+    /// (docs/performance.md: fewer packets per byte). `--mtu-discovery=false` keeps every
+    /// packet at --initial-mtu, as 0.6.15 does.
+    #[arg(
+        long,
+        default_value_t = true,
+        num_args = 0..=1,
+        default_missing_value = "true",
+        action = clap::ArgAction::Set,
+        value_name = "BOOL",
+        env = "MOQ_RELAY_MTU_DISCOVERY"
+    )]
     pub(crate) mtu_discovery: bool,
 
     /// The UDP payload size connections start with.

@@ -190,6 +190,26 @@ mod tests {
         assert_eq!(args.tls_key[1], Path::new("b.key"));
     }
 
+    /// Cubic and MTU discovery by default (docs/performance.md); the flags, their values and
+    /// the file give back 0.6.15's BBR and 1200-byte packets.
+    #[test]
+    fn transport_defaults_and_the_settings_of_0_6_15() {
+        use moq_transfork::transport::Congestion;
+        let defaults = load(&[], "").unwrap();
+        assert_eq!(defaults.congestion, Congestion::Cubic);
+        assert!(defaults.mtu_discovery);
+        let on = |args: &[&str], text: &str| load(args, text).unwrap().mtu_discovery;
+        assert!(on(&["--mtu-discovery"], ""));
+        assert!(!on(&["--mtu-discovery=false"], ""));
+        assert!(!on(&[], "mtu_discovery = false"));
+        assert!(on(&["--mtu-discovery=true"], "mtu_discovery = false"));
+        let old = load(&["--congestion=bbr", "--mtu-discovery=false"], "").unwrap();
+        assert_eq!(
+            (old.congestion, old.mtu_discovery),
+            (Congestion::Bbr, false)
+        );
+    }
+
     #[test]
     fn flags_win_over_the_file_key_by_key() {
         let args = load(

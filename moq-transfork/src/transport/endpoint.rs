@@ -175,11 +175,21 @@ impl Endpoint {
             _ => BindError::Io { addr, source },
         };
         let socket = udp_socket(addr, &tuning).map_err(io)?;
-        let quic = quinn::Endpoint::new(
+        let runtime = Arc::new(quinn::TokioRuntime);
+        let socket = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(io)?;
+        // How many datagrams one send (GSO) and one receive (GRO) may carry on this socket;
+        // 1 means the kernel offers no offload. Each connection's `udp_tx` stats show how
+        // many it actually sent per call.
+        tracing::debug!(
+            gso = socket.max_transmit_segments(),
+            gro = socket.max_receive_segments(),
+            "UDP segmentation offload"
+        );
+        let quic = quinn::Endpoint::new_with_abstract_socket(
             quinn::EndpointConfig::default(),
             server,
             socket,
-            Arc::new(quinn::TokioRuntime),
+            runtime,
         )
         .map_err(io)?;
 
