@@ -52,7 +52,7 @@ const MAX_BUDGET: u64 = 8 * 1024 * 1024;
 
 /// How much of the drain rate the budget covers: enough to keep the path full between two
 /// polls of the transport's statistics.
-const BUDGET_TIME: Duration = Duration::from_millis(5);
+const BUDGET_TIME: Duration = Duration::from_millis(20);
 
 /// The drain rate is measured over intervals at least this long, so that a burst of
 /// datagrams sent at once does not count as a fast path.
