@@ -144,6 +144,42 @@ impl FrameProducer {
         Ok(())
     }
 
+    /// Appends every chunk of `chunks` (left empty for reuse) at once: consumers wake once for
+    /// them all, and read them as the same chunks. A receiver that takes several chunks from
+    /// the network at a time wakes each consumer once, not once per chunk.
+    ///
+    /// # Errors
+    ///
+    /// As [`write`](Self::write), for the chunks together: nothing is written on an error.
+    pub fn write_chunks(&mut self, chunks: &mut Vec<Bytes>) -> Result<(), Error> {
+        let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        if len > self.remaining {
+            return Err(Error::WrongSize);
+        }
+        if len == 0 {
+            chunks.clear();
+            return Ok(());
+        }
+        let wake = {
+            let mut state = lock(&self.frame.state);
+            if let Some(Err(err)) = &state.status {
+                return Err(err.clone());
+            }
+            state
+                .chunks
+                .extend(chunks.drain(..).filter(|chunk| !chunk.is_empty()));
+            state.written += len;
+            if state.written == self.frame.size {
+                state.status = Some(Ok(()));
+            }
+            state.waiters.take()
+        };
+        self.remaining -= len;
+        wake.wake();
+        self.group.account(len);
+        Ok(())
+    }
+
     /// Aborts the frame and its group with `err`; consumers of both get `Err(err)`.
     pub fn close(self, err: Error) {
         self.frame.close(err.clone());

@@ -100,6 +100,7 @@ pub(super) async fn read_frames(
         bytes: 0,
     };
     let mut cost = 0u64;
+    let mut batch = Vec::new();
     loop {
         let Some(FrameHeader { size }) = reader.decode_maybe().await? else {
             return Ok(());
@@ -116,29 +117,42 @@ pub(super) async fn read_frames(
         let mut remaining = size;
         while remaining > 0 {
             let max = usize::try_from(remaining).unwrap_or(usize::MAX);
-            let read = tokio::select! {
+            let mut read = tokio::select! {
                 biased;
                 () = &mut uncached => Err(Error::Cancel),
                 res = reader.read_chunk(max) => res,
             };
-            let chunk = match read {
-                Ok(Some(chunk)) => chunk,
-                Ok(None) => return Err(Error::WrongSize),
-                Err(err) => {
-                    // Close the frame with the real cause; dropping it would say WrongSize.
-                    frame.close(err.clone());
-                    return Err(err);
+            // What else has arrived is taken with it, so the frame's consumers wake once for
+            // the batch rather than once per packet.
+            loop {
+                let chunk = match read {
+                    Ok(Some(chunk)) => chunk,
+                    Ok(None) => return Err(Error::WrongSize),
+                    Err(err) => {
+                        // Close the frame with the real cause; dropping it would say WrongSize.
+                        frame.close(err.clone());
+                        return Err(err);
+                    }
+                };
+                let len = chunk.len() as u64;
+                if !limits.take(len) {
+                    frame.close(Error::BoundsExceeded);
+                    return Err(Error::BoundsExceeded);
                 }
-            };
-            let len = chunk.len() as u64;
-            if !limits.take(len) {
-                frame.close(Error::BoundsExceeded);
-                return Err(Error::BoundsExceeded);
+                limits.stats.received(len);
+                held.bytes += len;
+                remaining -= len;
+                batch.push(chunk);
+                if remaining == 0 {
+                    break;
+                }
+                let max = usize::try_from(remaining).unwrap_or(usize::MAX);
+                match reader.read_chunk(max).now_or_never() {
+                    Some(next) => read = next,
+                    None => break,
+                }
             }
-            limits.stats.received(len);
-            held.bytes += len;
-            remaining -= len;
-            frame.write(chunk)?;
+            frame.write_chunks(&mut batch)?;
         }
     }
 }

@@ -139,3 +139,34 @@ fn read_chunks_reports_an_abort() {
         Err(Error::NotFound)
     );
 }
+
+#[test]
+fn write_chunks_appends_a_batch_with_one_wake() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let mut frame = group.create_frame(5);
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    let (counter, waker) = Counter::new();
+    assert!(poll_with(&waker, |cx| consumer.poll_read(cx)).is_pending());
+    let first = Bytes::from_static(b"he");
+    let mut batch = vec![first.clone(), Bytes::new(), Bytes::from_static(b"l")];
+    frame.write_chunks(&mut batch).unwrap();
+    assert!(batch.is_empty());
+    assert_eq!(counter.count(), 1);
+    assert_eq!(frame.remaining(), 2);
+    // The empty chunk is not kept; the others are the same allocations.
+    assert_eq!(
+        ready(consumer.read()).unwrap().unwrap().as_ptr(),
+        first.as_ptr()
+    );
+    assert_eq!(ready(consumer.read()), Ok(Some(Bytes::from_static(b"l"))));
+    // Past the size: nothing is written.
+    let mut too_much = vec![Bytes::from_static(b"lo!")];
+    assert_eq!(frame.write_chunks(&mut too_much), Err(Error::WrongSize));
+    assert_eq!(frame.remaining(), 2);
+    frame
+        .write_chunks(&mut vec![Bytes::from_static(b"lo")])
+        .unwrap();
+    assert_eq!(ready(consumer.read()), Ok(Some(Bytes::from_static(b"lo"))));
+    assert_eq!(ready(consumer.read()), Ok(None));
+}
