@@ -286,7 +286,6 @@ impl Subscription {
         let sender = GroupSender {
             id,
             subscribe: self.id,
-            priority,
             class: WriteClass {
                 priority: self.priority,
                 subscription: Some(self.id),
@@ -383,9 +382,8 @@ struct GroupSender {
     /// The in-flight id.
     id: u64,
     subscribe: u64,
-    /// The stream's QUIC priority.
-    priority: i32,
-    /// How its writes are scheduled among the connection's others.
+    /// How its writes are scheduled among the connection's others; its rank is the stream's
+    /// QUIC priority.
     class: WriteClass,
     scheduler: Arc<SendScheduler>,
     done: mpsc::UnboundedSender<Done>,
@@ -439,7 +437,7 @@ impl GroupSender {
         written: &mut u64,
     ) -> Result<(), Error> {
         let writer = writer.insert(Writer::new(conn.open_uni().await?));
-        writer.set_priority(self.priority);
+        writer.set_priority(self.class.rank);
         let header = GroupHeader {
             subscribe: self.subscribe,
             sequence: group.sequence(),
