@@ -120,28 +120,7 @@ impl FrameProducer {
     /// the error the frame was closed with (for example when its group or track was closed).
     pub fn write(&mut self, chunk: Bytes) -> Result<(), Error> {
         let len = chunk.len() as u64;
-        if len > self.remaining {
-            return Err(Error::WrongSize);
-        }
-        if len == 0 {
-            return Ok(());
-        }
-        let wake = {
-            let mut state = lock(&self.frame.state);
-            if let Some(Err(err)) = &state.status {
-                return Err(err.clone());
-            }
-            state.chunks.push(chunk);
-            state.written += len;
-            if state.written == self.frame.size {
-                state.status = Some(Ok(()));
-            }
-            state.waiters.take()
-        };
-        self.remaining -= len;
-        wake.wake();
-        self.group.account(len);
-        Ok(())
+        self.append(len, std::iter::once(chunk))
     }
 
     /// Appends every chunk of `chunks` (left empty for reuse) at once: consumers wake once for
@@ -152,12 +131,17 @@ impl FrameProducer {
     ///
     /// As [`write`](Self::write), for the chunks together: nothing is written on an error.
     pub fn write_chunks(&mut self, chunks: &mut Vec<Bytes>) -> Result<(), Error> {
-        let len: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        let len = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        // The drain empties `chunks` whether or not they were written.
+        self.append(len, chunks.drain(..))
+    }
+
+    /// Appends `chunks`, `len` bytes in all, under one lock, and wakes the consumers once.
+    fn append(&mut self, len: u64, chunks: impl Iterator<Item = Bytes>) -> Result<(), Error> {
         if len > self.remaining {
             return Err(Error::WrongSize);
         }
         if len == 0 {
-            chunks.clear();
             return Ok(());
         }
         let wake = {
@@ -167,7 +151,7 @@ impl FrameProducer {
             }
             state
                 .chunks
-                .extend(chunks.drain(..).filter(|chunk| !chunk.is_empty()));
+                .extend(chunks.filter(|chunk| !chunk.is_empty()));
             state.written += len;
             if state.written == self.frame.size {
                 state.status = Some(Ok(()));
