@@ -1,13 +1,21 @@
 //! The publisher side of one subscription (spec §5.3): group streams in flight, their
 //! priorities, expiry, and what happens when the subscriber falls behind.
+//!
+//! One task serves a subscription: it drives the writers of its groups itself, as futures
+//! each woken on its own (a [`FuturesUnordered`]), so a frame wakes only the writer of its
+//! group and no group costs a spawn.
 
 use std::collections::VecDeque;
+use std::future::Future;
+use std::pin::Pin;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{mpsc, oneshot, watch};
-use tokio::task::JoinHandle;
+use futures::future::{AbortHandle, Abortable, Aborted};
+use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll};
+use futures::StreamExt;
+use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::priority::{started_priority, stream_priority};
@@ -40,9 +48,27 @@ struct InFlight {
     created: Instant,
     /// Completely written: it only waits for the peer's acknowledgement.
     written: bool,
-    /// Tells the group's task to reset its stream.
-    cancel: oneshot::Sender<()>,
-    task: JoinHandle<()>,
+    /// Drops the group's future, which resets its stream.
+    abort: AbortHandle,
+}
+
+/// A group's future: its stream written, then acknowledged.
+type GroupFuture = Abortable<Pin<Box<dyn Future<Output = GroupEvent> + Send>>>;
+
+/// What a group's future reports.
+enum GroupEvent {
+    /// Completely written: the stream now waits for the acknowledgement.
+    Written(u64, GroupStream),
+    /// Acknowledged (or no longer waited for), or failed.
+    Done(u64, Result<(), Error>),
+}
+
+/// What the subscription waits for besides its groups, each woken on its own.
+enum Control {
+    /// The track's next group, its end, or its error.
+    Group(Result<Option<GroupConsumer>, Error>),
+    /// The subscribe stream's next update, its FIN (a cancel), or its error.
+    Update(Result<Option<SubscribeUpdate>, Error>),
 }
 
 /// The serving side of one subscription.
@@ -56,13 +82,13 @@ pub(super) struct Subscription {
     window: Window,
     /// Groups started and not yet acknowledged, oldest first.
     inflight: VecDeque<InFlight>,
+    /// Their futures; dropping one (the subscription ending) resets its stream.
+    groups: FuturesUnordered<GroupFuture>,
     /// The id of the next group to start.
     next_id: u64,
-    /// Payload bytes of the in-flight groups written so far; each group's task adds what it
-    /// writes and takes it all back when it ends.
+    /// Payload bytes of the in-flight groups written so far; each group adds what it writes
+    /// and takes it all back when it ends.
     inflight_bytes: Arc<AtomicU64>,
-    done_tx: mpsc::UnboundedSender<Done>,
-    done_rx: mpsc::UnboundedReceiver<Done>,
     stats: Arc<SessionStats>,
 }
 
@@ -78,17 +104,6 @@ pub(super) struct Window {
     pub(super) bytes: u64,
 }
 
-/// What a group's task reports: its in-flight id, its sequence, and what happened.
-type Done = (u64, u64, Progress);
-
-/// How far a group's task got.
-enum Progress {
-    /// Completely written; waiting for the acknowledgement.
-    Written,
-    /// Acknowledged (or no longer waited for), or failed.
-    Done(Result<(), Error>),
-}
-
 impl Subscription {
     pub(super) fn new(
         conn: Connection,
@@ -98,8 +113,6 @@ impl Subscription {
         window: Window,
         stats: Arc<SessionStats>,
     ) -> Self {
-        // Completions are bounded by the in-flight window, so the channel needs no bound.
-        let (done_tx, done_rx) = mpsc::unbounded_channel();
         Self {
             conn,
             scheduler,
@@ -112,10 +125,9 @@ impl Subscription {
                 bytes: window.bytes,
             },
             inflight: VecDeque::new(),
+            groups: FuturesUnordered::new(),
             next_id: 0,
             inflight_bytes: Arc::default(),
-            done_tx,
-            done_rx,
             stats,
         }
     }
@@ -169,15 +181,23 @@ impl Subscription {
 
     async fn serve(
         mut self,
-        mut track: TrackConsumer,
+        track: TrackConsumer,
         reader: &mut Reader,
         mut drops: DropReports,
     ) -> Result<(), Error> {
+        // Polled only when woken: a frame for a group does not poll the track or the reader.
+        let mut control: SelectAll<BoxStream<'_, Control>> =
+            stream::select_all([track_groups(track), updates(reader)]);
         let mut track_done = false;
-        let result = loop {
+        // Re-armed only when the oldest group in flight changes, not on every wake.
+        let expiry = tokio::time::sleep(Duration::ZERO);
+        tokio::pin!(expiry);
+        let mut armed = None;
+
+        loop {
             if track_done && self.inflight.is_empty() {
                 // Spec §7.3: the track can no longer be served, so the subscription ends.
-                break Ok(());
+                return Ok(());
             }
             // A duration the peer chose: one too large to add means never.
             let next_expiry = self.expires.and_then(|expires| {
@@ -185,48 +205,65 @@ impl Subscription {
                     .front()
                     .and_then(|g| g.created.checked_add(expires))
             });
+            if next_expiry != armed {
+                if let Some(deadline) = next_expiry {
+                    expiry.as_mut().reset(deadline);
+                }
+                armed = next_expiry;
+            }
 
             tokio::select! {
-                res = track.next_group(), if !track_done => match res {
-                    Ok(Some(group)) => self.start_group(group, &mut drops).await,
-                    Ok(None) => track_done = true,
-                    Err(err) => break Err(err),
+                // Groups written or delivered meanwhile free their room before a new one
+                // starts.
+                biased;
+                Some(event) = self.groups.next(), if !self.groups.is_empty() => {
+                    self.progress(event, &mut drops);
                 },
-                Some((id, sequence, progress)) = self.done_rx.recv() => {
-                    self.progress(id, sequence, progress, &mut drops);
-                },
-                res = reader.decode_maybe::<SubscribeUpdate>() => match res {
+                Some(event) = control.next() => match event {
+                    Control::Group(Ok(Some(group))) => self.start_group(group, &mut drops),
+                    Control::Group(Ok(None)) => track_done = true,
+                    // The track's end, or the subscribe stream's: the subscription is over.
+                    // Whatever is still in flight is reset (by dropping `self`).
+                    Control::Group(Err(err)) | Control::Update(Err(err)) => return Err(err),
                     // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
-                    Ok(Some(update)) => tracing::debug!(?update, "subscribe update ignored"),
+                    Control::Update(Ok(Some(update))) => {
+                        tracing::debug!(?update, "subscribe update ignored");
+                    }
                     // The subscriber's FIN cancels the subscription (spec §5.3).
-                    Ok(None) => break Ok(()),
-                    Err(err) => break Err(err),
+                    Control::Update(Ok(None)) => return Ok(()),
                 },
-                () = sleep_until(next_expiry), if next_expiry.is_some() => {
-                    self.drop_expired(&mut drops).await;
+                () = &mut expiry, if armed.is_some() => {
+                    armed = None;
+                    self.drop_expired(&mut drops);
                 },
             }
-        };
-        // The track is done only once every group was acknowledged (or its wait timed out), so
-        // the FIN of the subscribe stream does not overtake the last groups.
-        // Whatever is still in flight is reset (by dropping `self`).
-        result
+        }
     }
 
-    /// A group's task made progress. Groups are found by id: a sequence may be in flight
-    /// twice after a handover.
-    fn progress(&mut self, id: u64, sequence: u64, progress: Progress, drops: &mut DropReports) {
+    /// A group's future made progress (an aborted one was already forgotten). Groups are
+    /// found by id: a sequence may be in flight twice after a handover.
+    fn progress(&mut self, event: Result<GroupEvent, Aborted>, drops: &mut DropReports) {
+        let (id, result) = match event {
+            Ok(GroupEvent::Written(id, stream)) => {
+                if let Some(group) = self.inflight.iter_mut().find(|g| g.id == id) {
+                    group.written = true;
+                    let (abort, registration) = AbortHandle::new_pair();
+                    group.abort = abort;
+                    self.groups.push(Abortable::new(
+                        Box::pin(stream.acknowledged(id)),
+                        registration,
+                    ));
+                }
+                return;
+            }
+            Ok(GroupEvent::Done(id, result)) => (id, result),
+            Err(Aborted) => return,
+        };
         let Some(pos) = self.inflight.iter().position(|g| g.id == id) else {
             return;
         };
-        match progress {
-            Progress::Written => self.inflight[pos].written = true,
-            Progress::Done(result) => {
-                self.inflight.remove(pos);
-                if let Err(err) = result {
-                    drops.report(sequence, &err);
-                }
-            }
+        if let (Some(group), Err(err)) = (self.inflight.remove(pos), result) {
+            drops.report(group.sequence, &err);
         }
     }
 
@@ -239,16 +276,13 @@ impl Subscription {
     }
 
     /// Starts sending `group`, first making room by dropping the oldest in-flight group.
-    async fn start_group(&mut self, group: GroupConsumer, drops: &mut DropReports) {
+    fn start_group(&mut self, group: GroupConsumer, drops: &mut DropReports) {
         let sequence = group.sequence();
         if self.is_expired(group.created()) {
             drops.report(sequence, &Error::Cancel);
             return;
         }
-        // Groups written or delivered meanwhile free their room first.
-        while let Ok((id, done, progress)) = self.done_rx.try_recv() {
-            self.progress(id, done, progress, drops);
-        }
+        let mut dropped_any = false;
         loop {
             // Past the byte window, the oldest group goes, written or not: it holds the
             // transport's send buffer. Past the group window, the oldest still being written.
@@ -265,21 +299,16 @@ impl Subscription {
                 break;
             };
             // The subscriber is behind: the oldest group goes so the newest can start.
-            let dropped = oldest.sequence;
             tracing::debug!(
-                sequence = dropped,
+                sequence = oldest.sequence,
                 writing,
                 bytes,
                 "subscriber behind, group dropped"
             );
-            cancel(oldest).await;
-            self.stats.group_dropped();
-            drops.report(dropped, &Error::Cancel);
-            drops.flush().await;
+            self.cancel(oldest, drops);
+            dropped_any = true;
         }
 
-        let (cancel_tx, cancel_rx) = oneshot::channel();
-        let conn = self.conn.clone();
         let priority = stream_priority(self.priority, self.order, sequence);
         let id = self.next_id;
         self.next_id += 1;
@@ -293,50 +322,69 @@ impl Subscription {
                 start: Some(started_priority(self.priority, sequence)),
             },
             scheduler: self.scheduler.clone(),
-            done: self.done_tx.clone(),
             bytes: self.inflight_bytes.clone(),
             stats: self.stats.clone(),
         };
+        // After a drop, the reports go first (see REPORT_FLUSH_TIMEOUT).
+        let reported = dropped_any.then(|| drops.flushed());
+        let (abort, registration) = AbortHandle::new_pair();
         let created = group.created();
-        let task = tokio::spawn(sender.run(conn, group, cancel_rx));
+        let conn = self.conn.clone();
+        self.groups.push(Abortable::new(
+            Box::pin(sender.run(conn, group, reported)),
+            registration,
+        ));
         self.inflight.push_back(InFlight {
             id,
             sequence,
             created,
             written: false,
-            cancel: cancel_tx,
-            task,
+            abort,
         });
     }
 
-    async fn drop_expired(&mut self, drops: &mut DropReports) {
-        while let Some(front) = self.inflight.front() {
-            if !self.is_expired(front.created) {
-                break;
+    fn drop_expired(&mut self, drops: &mut DropReports) {
+        while self
+            .inflight
+            .front()
+            .is_some_and(|front| self.is_expired(front.created))
+        {
+            if let Some(expired) = self.inflight.pop_front() {
+                self.cancel(expired, drops);
             }
-            let Some(expired) = self.inflight.pop_front() else {
-                break;
-            };
-            let sequence = expired.sequence;
-            cancel(expired).await;
-            self.stats.group_dropped();
-            drops.report(sequence, &Error::Cancel);
         }
     }
-}
 
-impl Drop for Subscription {
-    fn drop(&mut self) {
-        // Each task resets its stream when its cancel sender goes.
-        self.inflight.clear();
+    /// Gives up on an in-flight group. Its future is dropped, resetting the stream, the next
+    /// time the groups are polled, before a group started after this call writes anything:
+    /// they run in the order they were woken.
+    fn cancel(&mut self, group: InFlight, drops: &mut DropReports) {
+        group.abort.abort();
+        self.stats.group_dropped();
+        drops.report(group.sequence, &Error::Cancel);
     }
 }
 
-/// Resets an in-flight group's stream and waits until it is done, so the space it held in the
-/// connection's send window is free before anything else is written.
-async fn cancel(group: InFlight) {
-    let _ = group.cancel.send(());
-    let _ = group.task.await;
+/// The track's groups, as [`Control`] events, until its end or error.
+fn track_groups<'a>(track: TrackConsumer) -> BoxStream<'a, Control> {
+    stream::unfold(Some(track), |track| async move {
+        let mut track = track?;
+        let next = track.next_group().await;
+        let more = matches!(next, Ok(Some(_)));
+        Some((Control::Group(next), more.then_some(track)))
+    })
+    .boxed()
+}
+
+/// The subscribe stream's updates, as [`Control`] events, until its FIN or error.
+fn updates(reader: &mut Reader) -> BoxStream<'_, Control> {
+    stream::unfold(Some(reader), |reader| async move {
+        let reader = reader?;
+        let next = reader.decode_maybe::<SubscribeUpdate>().await;
+        let more = matches!(next, Ok(Some(_)));
+        Some((Control::Update(next), more.then_some(reader)))
+    })
+    .boxed()
 }
 
 /// GROUP_DROP reports on their way to the subscribe stream's writer.
@@ -362,22 +410,18 @@ impl DropReports {
         }
     }
 
-    /// Waits (briefly) until every queued report is written.
-    async fn flush(&mut self) {
+    /// Resolves once every report queued so far is written, or after a short while.
+    fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
         let queued = self.queued;
-        let written = self.written.wait_for(|written| *written >= queued);
-        let _ = tokio::time::timeout(REPORT_FLUSH_TIMEOUT, written).await;
+        let mut written = self.written.clone();
+        async move {
+            let written = written.wait_for(|written| *written >= queued);
+            let _ = tokio::time::timeout(REPORT_FLUSH_TIMEOUT, written).await;
+        }
     }
 }
 
-async fn sleep_until(deadline: Option<Instant>) {
-    match deadline {
-        Some(deadline) => tokio::time::sleep_until(deadline).await,
-        None => std::future::pending().await,
-    }
-}
-
-/// What a group's task needs besides the group: where it goes and where it reports.
+/// What a group's future needs besides the group: where it goes and how it counts.
 struct GroupSender {
     /// The in-flight id.
     id: u64,
@@ -386,57 +430,89 @@ struct GroupSender {
     /// QUIC priority.
     class: WriteClass,
     scheduler: Arc<SendScheduler>,
-    done: mpsc::UnboundedSender<Done>,
     /// The subscription's in-flight bytes.
     bytes: Arc<AtomicU64>,
     stats: Arc<SessionStats>,
 }
 
-impl GroupSender {
-    /// Sends one group on a uni stream of its own (spec §5.6), then waits (bounded) for the
-    /// peer to acknowledge all of it, and only then reports it done: until then its bytes sit
-    /// in the transport's send buffer on our behalf. A cancel, or dropping the cancel sender,
-    /// resets the stream (freeing that buffer).
-    async fn run(self, conn: Connection, group: GroupConsumer, cancel: oneshot::Receiver<()>) {
-        let sequence = group.sequence();
-        let mut cancel = cancel;
-        let mut written = 0u64;
-        let mut writer = None;
-        let result = tokio::select! {
-            biased;
-            _ = &mut cancel => Err(Error::Cancel),
-            res = self.write_group(&conn, group, &mut writer, &mut written) => res,
-        };
-        let result = match (result, writer.as_mut()) {
-            (Ok(()), Some(writer)) => {
-                let _ = self.done.send((self.id, sequence, Progress::Written));
-                tokio::select! {
-                biased;
-                _ = &mut cancel => Err(Error::Cancel),
-                _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, writer.stopped()) => Ok(()),
-                }
-            }
-            (result, _) => result,
-        };
-        if let (Err(err), Some(writer)) = (&result, writer.as_mut()) {
-            // Also after a complete write: what the peer has not acknowledged is abandoned.
-            writer.reset(err);
-            self.stats.reset(err);
-        }
-        self.bytes.fetch_sub(written, Ordering::Relaxed);
-        let _ = self.done.send((self.id, sequence, Progress::Done(result)));
+/// A group's stream from its opening until the peer acknowledged it. Dropped before that (a
+/// cancel, the subscription's end), it resets the stream: what the peer has not
+/// acknowledged is abandoned, and the transport's send buffer freed.
+struct GroupStream {
+    writer: Writer,
+    /// Payload bytes written, counted in the subscription's in-flight bytes until the end.
+    written: u64,
+    bytes: Arc<AtomicU64>,
+    stats: Arc<SessionStats>,
+    /// Acknowledged, or reset already.
+    settled: bool,
+}
+
+impl GroupStream {
+    /// Resets the stream with the code of `err`.
+    fn fail(mut self, err: &Error) {
+        self.writer.reset(err);
+        self.stats.reset(err);
+        self.settled = true;
     }
 
-    /// Writes the group header and every frame, then FIN, counting the payload written in
-    /// `written` (and in the subscription's in-flight bytes).
+    /// Waits (bounded) for the peer to acknowledge the whole stream, or to stop it.
+    async fn acknowledged(mut self, id: u64) -> GroupEvent {
+        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.writer.stopped()).await;
+        self.settled = true;
+        GroupEvent::Done(id, Ok(()))
+    }
+}
+
+impl Drop for GroupStream {
+    fn drop(&mut self) {
+        if !self.settled {
+            self.writer.reset(&Error::Cancel);
+            self.stats.reset(&Error::Cancel);
+        }
+        self.bytes.fetch_sub(self.written, Ordering::Relaxed);
+    }
+}
+
+impl GroupSender {
+    /// Sends one group on a uni stream of its own (spec §5.6), once the reports it must
+    /// follow are out; the stream then waits for its acknowledgement.
+    async fn run(
+        self,
+        conn: Connection,
+        group: GroupConsumer,
+        reported: Option<impl Future<Output = ()>>,
+    ) -> GroupEvent {
+        if let Some(reported) = reported {
+            reported.await;
+        }
+        let stream = match conn.open_uni().await {
+            Ok(stream) => stream,
+            Err(err) => return GroupEvent::Done(self.id, Err(err)),
+        };
+        let mut stream = GroupStream {
+            writer: Writer::new(stream),
+            written: 0,
+            bytes: self.bytes.clone(),
+            stats: self.stats.clone(),
+            settled: false,
+        };
+        match self.write_group(&mut stream, group).await {
+            Ok(()) => GroupEvent::Written(self.id, stream),
+            Err(err) => {
+                stream.fail(&err);
+                GroupEvent::Done(self.id, Err(err))
+            }
+        }
+    }
+
+    /// Writes the group header and every frame, then FIN, counting the payload written.
     async fn write_group(
         &self,
-        conn: &Connection,
+        stream: &mut GroupStream,
         mut group: GroupConsumer,
-        writer: &mut Option<Writer>,
-        written: &mut u64,
     ) -> Result<(), Error> {
-        let writer = writer.insert(Writer::new(conn.open_uni().await?));
+        let writer = &mut stream.writer;
         writer.set_priority(self.class.rank);
         let header = GroupHeader {
             subscribe: self.subscribe,
@@ -455,7 +531,7 @@ impl GroupSender {
                 frame,
                 &mut batch,
                 |len| {
-                    *written += len;
+                    stream.written += len;
                     self.bytes.fetch_add(len, Ordering::Relaxed);
                     self.stats.sent(len);
                 },
