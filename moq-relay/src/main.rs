@@ -34,8 +34,7 @@ use relay::Relay;
 #[global_allocator]
 static ALLOCATOR: tikv_jemallocator::Jemalloc = tikv_jemallocator::Jemalloc;
 
-#[tokio::main]
-async fn main() -> std::process::ExitCode {
+fn main() -> std::process::ExitCode {
     let args = match config::load() {
         Ok(args) => args,
         Err(err) => {
@@ -44,7 +43,12 @@ async fn main() -> std::process::ExitCode {
         }
     };
     args.init_logging();
-    match run(args).await {
+    // Built after the settings are read: --workers sizes it.
+    let result = args
+        .runtime()
+        .context("starting the runtime")
+        .and_then(|runtime| runtime.block_on(run(args)));
+    match result {
         Ok(()) => std::process::ExitCode::SUCCESS,
         Err(err) => {
             eprintln!("moq-relay: error: {err:#}");
@@ -220,6 +224,8 @@ fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners) {
     };
     let port = addr.port();
     println!("moq-relay listening on {addr} (udp)");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
+    println!("  workers:      {workers}");
     println!("  WebTransport: https://{host}:{port}/");
     println!("  raw QUIC:     moqf://{host}:{port}");
     if let Some(scheme) = listeners.http {

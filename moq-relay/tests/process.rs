@@ -183,6 +183,37 @@ async fn a_key_that_does_not_match_is_one_clear_error() {
     assert_one_error_line(&stderr, "does not match");
 }
 
+/// `--workers` sizes the runtime, as the banner says, and one worker serves a track end to
+/// end; zero workers is refused.
+#[tokio::test]
+async fn workers_size_the_runtime() {
+    let relay = Relay::start_with(&["--workers", "1"]).await;
+    assert!(
+        relay
+            .banner
+            .iter()
+            .any(|line| line.trim() == "workers:      1"),
+        "{:?}",
+        relay.banner
+    );
+    let track = path(&["one-worker"]);
+    let publisher = Publisher::start(&relay, "moqf", &track).await;
+    let subscriber = relay.session("moqf").await;
+    common::wait_announced(&subscriber, &track).await;
+    let mut consumer = subscriber.subscribe(Track::new(track.clone()));
+    let mut group = publisher.producer.create_group(0).unwrap();
+    group.write_frame(Bytes::from_static(b"tick"));
+    group.finish();
+    let mut group = next_group("the group", &mut consumer).await;
+    assert_eq!(
+        next_frame("the frame", &mut group).await,
+        Bytes::from_static(b"tick")
+    );
+
+    let stderr = failing_relay(&["--workers", "0"]).await;
+    assert!(stderr.contains("--workers"), "{stderr}");
+}
+
 /// With a small relay-wide cache budget, the relay keeps only the latest groups of a track:
 /// FETCH of an old group is refused while the latest is served.
 #[tokio::test]
