@@ -125,6 +125,12 @@ pub(crate) struct Args {
     #[arg(env = "MOQ_RELAY_MAX_INFLIGHT_BYTES")]
     pub(crate) max_inflight_bytes: u64,
 
+    /// How long a subscriber's group may still be sent once a newer group of its (live,
+    /// descending) subscription arrived; then it is dropped (GROUP_DROP), so a subscriber on
+    /// a slow path stays about this far behind the newest group at most.
+    #[arg(long, default_value = "1s", value_name = "DURATION", value_parser = crate::config::parse_duration, env = "MOQ_RELAY_MAX_INFLIGHT_LAG")]
+    pub(crate) max_inflight_lag: Duration,
+
     /// The most connections served at once (handshaking or live); more are refused with QUIC
     /// CONNECTION_REFUSED. An idle session costs under 48 KiB.
     #[arg(long, default_value_t = 10_000, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
@@ -350,6 +356,7 @@ impl Args {
             max_group_size: self.max_group_size,
             max_recv_bytes: self.max_recv_bytes,
             max_inflight_bytes: self.max_inflight_bytes,
+            max_inflight_lag: self.max_inflight_lag,
             ..SessionOptions::default()
         }
     }

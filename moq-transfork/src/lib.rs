@@ -127,6 +127,7 @@ pub use model::{
 pub use session::FuzzReader;
 pub use session::{
     AnnounceFilter, FetchedGroup, Router, Session, SessionOptions, DEFAULT_MAX_FRAME_SIZE,
-    DEFAULT_MAX_GROUP_SIZE, DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
+    DEFAULT_MAX_GROUP_SIZE, DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_INFLIGHT_LAG,
+    DEFAULT_MAX_RECV_BYTES,
 };
 pub use session::{SessionStats, StatsSnapshot};

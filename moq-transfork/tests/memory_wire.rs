@@ -9,7 +9,7 @@ use bytes::Bytes;
 use futures::FutureExt;
 use memory_common::{
     accept_subscribe, encode, expect_group, path, raw_client, raw_server, send_info, settle,
-    subscribe, Messages, CLIENT_SETUP,
+    subscribe, within, Messages, CLIENT_SETUP,
 };
 use moq_transfork::message::{
     BiStream, FrameHeader, GroupDrop, GroupHeader, Info, Subscribe, UniStream,
@@ -370,6 +370,67 @@ async fn a_group_stalled_until_its_expiry_is_dropped() {
         stream.read_chunk(usize::MAX).await.err(),
         Some(Error::Cancel)
     );
+}
+
+/// A live group still being written when a newer one arrives gets `max_inflight_lag` to
+/// finish; then it is dropped and the newer group goes, so a subscriber on a slow path stays
+/// at most that far behind however small the track's bitrate.
+#[tokio::test(start_paused = true)]
+async fn a_group_overtaken_by_a_newer_one_has_the_lag_bound_to_finish() {
+    const WINDOW: usize = 1024;
+    const LAG: Duration = Duration::from_millis(300);
+    let options = SessionOptions {
+        max_inflight_lag: LAG,
+        ..Default::default()
+    };
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber_with(WINDOW, options, Track::new(path(&["lagging"]))).await;
+
+    // Group 0 stalls on the subscriber's stream window; group 1 overtakes it.
+    let payload = Bytes::from(vec![7u8; 4 * WINDOW]);
+    let mut first = producer.append_group().unwrap();
+    first.write_frame(payload.clone());
+    first.finish();
+    let mut old = raw.accept_uni().await.unwrap();
+    tokio::time::advance(Duration::from_secs(5)).await;
+    settle().await;
+    // Not overtaken yet: nothing is dropped however long it stalls (no expiry).
+    assert!(replies.next::<GroupDrop>().now_or_never().is_none());
+    let overtaken = tokio::time::Instant::now();
+    let mut second = producer.append_group().unwrap();
+    second.write_frame(payload);
+    second.finish();
+    // The session sees it within the settling millisecond.
+    settle().await;
+    tokio::time::advance(LAG - Duration::from_millis(5)).await;
+    settle().await;
+    assert!(replies.next::<GroupDrop>().now_or_never().is_none());
+
+    // At the bound, group 0 is reset and reported, and group 1 gets its stream.
+    let drop: GroupDrop = within("the drop", replies.next()).await.unwrap().unwrap();
+    assert_eq!((drop.sequence, drop.code), (0, 0));
+    let elapsed = overtaken.elapsed();
+    assert!(
+        (LAG..=LAG + Duration::from_millis(1)).contains(&elapsed),
+        "{elapsed:?}"
+    );
+    let mut chunks = 0;
+    loop {
+        match within("the reset", old.read_chunk(usize::MAX)).await {
+            Ok(Some(_)) => chunks += 1,
+            Err(err) => break assert_eq!(err, Error::Cancel),
+            Ok(None) => panic!("group 0 finished after {chunks} chunks"),
+        }
+    }
+    let mut new = within("group 1", raw.accept_uni()).await.unwrap();
+    assert!(within("group 1's bytes", new.read_chunk(usize::MAX))
+        .await
+        .unwrap()
+        .is_some());
 }
 
 #[tokio::test(start_paused = true)]

@@ -37,7 +37,7 @@ pub use fetched::FetchedGroup;
 pub use fuzzing::FuzzReader;
 pub use options::{
     AnnounceFilter, Router, SessionOptions, DEFAULT_MAX_FRAME_SIZE, DEFAULT_MAX_GROUP_SIZE,
-    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_RECV_BYTES,
+    DEFAULT_MAX_INFLIGHT_BYTES, DEFAULT_MAX_INFLIGHT_LAG, DEFAULT_MAX_RECV_BYTES,
 };
 pub use stats::{SessionStats, StatsSnapshot};
 

@@ -56,6 +56,11 @@ pub const DEFAULT_MAX_RECV_BYTES: u64 = 64 << 20;
 /// backlog (at the overload point of docs/reliability.md, 4 MiB let p99 latency reach 1.9 s).
 pub const DEFAULT_MAX_INFLIGHT_BYTES: u64 = 2 << 20;
 
+/// The default [`SessionOptions::max_inflight_lag`]: 1 s, a few round trips of the slowest
+/// paths plus their jitter; a live viewer further behind than that is better served by the
+/// newest group.
+pub const DEFAULT_MAX_INFLIGHT_LAG: Duration = Duration::from_secs(1);
+
 /// Decides which paths a session shows its peer in announcements: a relay passes the scope of
 /// the client's token. Returns true for a path the peer may see.
 pub type AnnounceFilter = Arc<dyn Fn(&Path) -> bool + Send + Sync>;
@@ -88,6 +93,14 @@ pub struct SessionOptions {
     /// subscriber that falls behind gets the newest group, not a backlog. Default
     /// [`DEFAULT_MAX_INFLIGHT_BYTES`].
     pub max_inflight_bytes: u64,
+    /// How long a group of a subscription in descending order (live) may still be written
+    /// once a newer group of the subscription has arrived; then it is dropped (reset, and
+    /// reported with GROUP_DROP). A subscriber on a path slower than the track thus stays
+    /// about this far behind the newest group at most, whatever the bitrate: the group and
+    /// byte windows alone let the subscriber of a 2 Mb/s track fall seconds behind before
+    /// they drop anything. Groups in ascending order are all wanted, and only the windows
+    /// bound them. Default [`DEFAULT_MAX_INFLIGHT_LAG`].
+    pub max_inflight_lag: Duration,
     /// The largest frame accepted from the peer, in bytes; a larger FRAME header stops its
     /// group stream with [`Error::BoundsExceeded`] before any of its payload is read.
     /// Default [`DEFAULT_MAX_FRAME_SIZE`].
@@ -131,6 +144,7 @@ impl Default for SessionOptions {
             cache: CacheConfig::default(),
             max_inflight_groups: 8,
             max_inflight_bytes: DEFAULT_MAX_INFLIGHT_BYTES,
+            max_inflight_lag: DEFAULT_MAX_INFLIGHT_LAG,
             max_frame_size: DEFAULT_MAX_FRAME_SIZE,
             max_group_size: DEFAULT_MAX_GROUP_SIZE,
             max_recv_bytes: DEFAULT_MAX_RECV_BYTES,
@@ -150,6 +164,7 @@ impl fmt::Debug for SessionOptions {
             .field("cache", &self.cache)
             .field("max_inflight_groups", &self.max_inflight_groups)
             .field("max_inflight_bytes", &self.max_inflight_bytes)
+            .field("max_inflight_lag", &self.max_inflight_lag)
             .field("max_frame_size", &self.max_frame_size)
             .field("max_group_size", &self.max_group_size)
             .field("max_recv_bytes", &self.max_recv_bytes)

@@ -99,6 +99,7 @@ impl Publisher {
                 window: Window {
                     groups: options.max_inflight_groups.max(1),
                     bytes: options.max_inflight_bytes,
+                    lag: options.max_inflight_lag,
                 },
                 announce_requests: AtomicUsize::new(0),
                 stats: options.stats.clone(),

@@ -48,6 +48,9 @@ struct InFlight {
     created: Instant,
     /// Completely written: it only waits for the peer's acknowledgement.
     written: bool,
+    /// When a newer group arrived while this one was still being written (descending order
+    /// only): it has [`Window::lag`] from then to finish.
+    overtaken: Option<Instant>,
     /// Drops the group's future, which resets its stream.
     abort: AbortHandle,
 }
@@ -102,6 +105,8 @@ pub(super) struct Window {
     /// Payload bytes of the groups not yet acknowledged (or given up on): what the
     /// transport's send buffer holds on the subscription's behalf.
     pub(super) bytes: u64,
+    /// How long a group may still be written once a newer one arrived (descending order).
+    pub(super) lag: Duration,
 }
 
 impl Subscription {
@@ -122,7 +127,7 @@ impl Subscription {
             expires,
             window: Window {
                 groups: window.groups.max(1),
-                bytes: window.bytes,
+                ..window
             },
             inflight: VecDeque::new(),
             groups: FuturesUnordered::new(),
@@ -199,12 +204,7 @@ impl Subscription {
                 // Spec §7.3: the track can no longer be served, so the subscription ends.
                 return Ok(());
             }
-            // A duration the peer chose: one too large to add means never.
-            let next_expiry = self.expires.and_then(|expires| {
-                self.inflight
-                    .front()
-                    .and_then(|g| g.created.checked_add(expires))
-            });
+            let next_expiry = self.next_deadline();
             if next_expiry != armed {
                 if let Some(deadline) = next_expiry {
                     expiry.as_mut().reset(deadline);
@@ -234,7 +234,7 @@ impl Subscription {
                 },
                 () = &mut expiry, if armed.is_some() => {
                     armed = None;
-                    self.drop_expired(&mut drops);
+                    self.drop_stale(&mut drops);
                 },
             }
         }
@@ -265,6 +265,34 @@ impl Subscription {
         if let (Some(group), Err(err)) = (self.inflight.remove(pos), result) {
             drops.report(group.sequence, &err);
         }
+    }
+
+    /// When the next group in flight expires or has lagged too long, if any will.
+    fn next_deadline(&self) -> Option<Instant> {
+        // A duration the peer chose: one too large to add means never. Groups are in the
+        // order they started, so the front one expires first, and the first one overtaken
+        // was overtaken first.
+        let expiry = self.expires.and_then(|expires| {
+            self.inflight
+                .front()
+                .and_then(|g| g.created.checked_add(expires))
+        });
+        let lag = self
+            .inflight
+            .iter()
+            .filter(|g| !g.written)
+            .find_map(|g| g.overtaken)
+            .and_then(|overtaken| overtaken.checked_add(self.window.lag));
+        expiry.into_iter().chain(lag).min()
+    }
+
+    /// Whether `group` is still being written [`Window::lag`] or more after a newer group
+    /// arrived. At the deadline itself it has lagged too long, as [`Self::is_expired`] says.
+    fn has_lagged(&self, group: &InFlight, now: Instant) -> bool {
+        !group.written
+            && group.overtaken.is_some_and(|overtaken| {
+                now.saturating_duration_since(overtaken) >= self.window.lag
+            })
     }
 
     /// Whether a group created at `created` is at least `expires` old. At the deadline itself it
@@ -309,6 +337,13 @@ impl Subscription {
             dropped_any = true;
         }
 
+        if self.order == GroupOrder::Descending {
+            let now = Instant::now();
+            for older in self.inflight.iter_mut().filter(|g| !g.written) {
+                older.overtaken.get_or_insert(now);
+            }
+        }
+
         let priority = stream_priority(self.priority, self.order, sequence);
         let id = self.next_id;
         self.next_id += 1;
@@ -339,18 +374,21 @@ impl Subscription {
             sequence,
             created,
             written: false,
+            overtaken: None,
             abort,
         });
     }
 
-    fn drop_expired(&mut self, drops: &mut DropReports) {
-        while self
-            .inflight
-            .front()
-            .is_some_and(|front| self.is_expired(front.created))
-        {
-            if let Some(expired) = self.inflight.pop_front() {
-                self.cancel(expired, drops);
+    /// Drops the groups that expired or lagged too long behind a newer one.
+    fn drop_stale(&mut self, drops: &mut DropReports) {
+        let now = Instant::now();
+        let inflight = std::mem::take(&mut self.inflight);
+        for group in inflight {
+            if self.is_expired(group.created) || self.has_lagged(&group, now) {
+                tracing::debug!(sequence = group.sequence, "stale group dropped");
+                self.cancel(group, drops);
+            } else {
+                self.inflight.push_back(group);
             }
         }
     }
