@@ -3,6 +3,7 @@
 mod common;
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use bytes::Bytes;
 use common::{timeout, Pair, SCHEMES};
@@ -179,6 +180,61 @@ async fn many_concurrent_groups() {
         for reader in readers {
             assert_eq!(timeout("reader", reader).await.unwrap(), FRAMES, "{scheme}");
         }
+    }
+}
+
+#[tokio::test]
+async fn groups_dropped_past_the_byte_window_do_not_stall_the_connection() {
+    // A burst of groups of one 1 MiB frame each, four times the byte window: every newer
+    // group drops the one before it while the transport still holds some of its bytes
+    // unsent. Those bytes never leave once the stream is reset; counted as still ahead of
+    // the wire, they held every later write of the connection back, while the headers of
+    // new groups trickled out and looked like progress (a relay fed at high rate stood
+    // still for seconds).
+    const BURST: u8 = 40;
+    const SIZE: usize = 1 << 20;
+    const SMALL: usize = 2048;
+    for scheme in SCHEMES {
+        let server_options = SessionOptions {
+            max_inflight_bytes: 256 * 1024,
+            ..Default::default()
+        };
+        let pair = Pair::with_options(scheme, server_options, SessionOptions::default()).await;
+        let (producer, consumer) = Track::new(path(&["big"])).produce();
+        pair.server.publish(consumer).unwrap();
+        let mut track = pair.client.subscribe(Track::new(path(&["big"])));
+
+        for fill in 0..BURST {
+            let mut group = producer.append_group().unwrap();
+            group.write_frame(Bytes::from(vec![fill; SIZE]));
+            group.finish();
+            tokio::task::yield_now().await;
+        }
+
+        // Then small groups, one every 5 ms, until five arrive whole.
+        let publishing = tokio::spawn(async move {
+            let mut pace = tokio::time::interval(Duration::from_millis(5));
+            for _ in 0..2000 {
+                pace.tick().await;
+                let mut group = producer.append_group().unwrap();
+                group.write_frame(Bytes::from(vec![u8::MAX; SMALL]));
+                group.finish();
+            }
+        });
+        timeout("five small groups, whole", async {
+            let mut whole = 0;
+            while whole < 5 {
+                let mut group = track.next_group().await.unwrap().unwrap();
+                if let Ok(Some(frame)) = group.read_frame().await {
+                    if frame.len() == SMALL {
+                        whole += 1;
+                    }
+                }
+            }
+        })
+        .await;
+        publishing.abort();
+        assert!(publishing.await.unwrap_err().is_cancelled(), "{scheme}");
     }
 }
 

@@ -286,26 +286,38 @@ impl Publisher {
 
         let mut index = 0u64;
         let mut batch = Vec::new();
-        while let Some(frame) = group.next_frame().await? {
-            if index >= fetch.offset {
-                self.inner.stats.frame_sent();
-                let stats = &self.inner.stats;
-                send_frame(
-                    writer,
-                    &self.inner.scheduler,
-                    &mut class,
-                    frame,
-                    &mut batch,
-                    |len| stats.sent(len),
-                )
-                .await?;
+        let mut written = 0;
+        let sending = async {
+            while let Some(frame) = group.next_frame().await? {
+                if index >= fetch.offset {
+                    self.inner.stats.frame_sent();
+                    let stats = &self.inner.stats;
+                    send_frame(
+                        writer,
+                        &self.inner.scheduler,
+                        &mut class,
+                        frame,
+                        &mut batch,
+                        |len| {
+                            written += len;
+                            stats.sent(len);
+                        },
+                    )
+                    .await?;
+                }
+                index += 1;
             }
-            index += 1;
+            if index < fetch.offset {
+                return Err(Error::NotFound);
+            }
+            writer.finish()
+        };
+        let result = sending.await;
+        if result.is_err() {
+            // The stream is reset: what it holds unsent never leaves.
+            self.inner.scheduler.abandon(written);
         }
-        if index < fetch.offset {
-            return Err(Error::NotFound);
-        }
-        writer.finish()
+        result
     }
 
     /// Spec §5.5: one INFO, then FIN.

@@ -18,10 +18,12 @@
 //!   the connection drains, so that the path stays full and a control message or a newly
 //!   important group finds little ahead of it.
 //!
-//! Nothing can stay blocked for long: when nothing leaves for [`STALL`] (or four round trips,
-//! if longer) while writes wait, the scheduler forgets what it admitted and starts afresh. A
-//! write stuck on its own stream's credit (a peer that does not read that stream) or bytes
-//! dropped with a reset stream therefore never block the connection.
+//! Bytes written to a stream that is then reset never leave: its writer gives them back
+//! ([`SendScheduler::abandon`]). And nothing can stay blocked for long: when less than
+//! [`PROGRESS`] leaves for [`STALL`] (or four round trips, if longer) while writes wait, the
+//! scheduler forgets what it admitted and starts afresh. A write stuck on its own stream's
+//! credit (a peer that does not read that stream) therefore never blocks the connection, and
+//! the ACKs and control messages that trickle out meanwhile do not count as progress.
 //!
 //! In memory there is no packet to count, and every write is admitted at once.
 
@@ -65,6 +67,10 @@ const MAX_POLL: Duration = Duration::from_millis(25);
 
 /// How long nothing may leave while writes wait before the scheduler starts afresh.
 const STALL: Duration = Duration::from_millis(100);
+
+/// Bytes that must leave before they count as progress against [`STALL`]: a full packet. A
+/// connection whose media is stuck still sends ACKs and small control messages.
+const PROGRESS: u64 = 1200;
 
 /// Who a media write is for, which decides which writes it waits for.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -149,8 +155,10 @@ struct State {
     /// Bytes sent and lost, as of the last poll of the transport.
     sent: u64,
     lost: u64,
-    /// When bytes last left.
+    /// When [`PROGRESS`] bytes last left.
     progressed: Instant,
+    /// Bytes that left since `progressed`, fewer than [`PROGRESS`].
+    trickled: u64,
     /// Writes admitted before a fresh start no longer count.
     epoch: u64,
     /// Writes admitted in this epoch and not yet done.
@@ -189,6 +197,7 @@ impl SendScheduler {
                 sent: counts.sent,
                 lost: counts.lost,
                 progressed: now,
+                trickled: 0,
                 epoch: 0,
                 active: Vec::new(),
                 waiting: Vec::new(),
@@ -213,6 +222,20 @@ impl SendScheduler {
         }
     }
 
+    /// Gives back `bytes` written ahead that will never leave: they were written to a stream
+    /// since reset, whose unsent data the transport discards. A stream does not know how much
+    /// of what it wrote already left, so this may free more than was stuck, letting at most
+    /// `bytes` more than the budget be written ahead once; freeing less would hold every
+    /// write of the connection back until the stall fallback.
+    pub(crate) fn abandon(&self, bytes: u64) {
+        if self.drain.is_none() || bytes == 0 {
+            return;
+        }
+        let mut state = lock(&self.state);
+        state.ahead = state.ahead.saturating_sub(bytes);
+        Self::wake_all(&state);
+    }
+
     /// Polls the transport for the bytes that left since the last poll.
     fn poll_transport(&self, state: &mut State, now: Instant) {
         let Some(drain) = &self.drain else {
@@ -226,8 +249,10 @@ impl SendScheduler {
         // Retransmissions are counted as sent: take the lost bytes back out, or every loss
         // would let more be written ahead.
         let left = sent.saturating_sub(lost);
-        if left > 0 {
-            state.ahead = state.ahead.saturating_sub(left);
+        state.ahead = state.ahead.saturating_sub(left);
+        state.trickled += left;
+        if state.trickled >= PROGRESS {
+            state.trickled = 0;
             state.progressed = now;
         }
         state.measuring += left;
@@ -241,7 +266,7 @@ impl SendScheduler {
             state.measuring = 0;
             state.measured = now;
         }
-        // A stall: nothing left while writes waited. Whatever was admitted is stuck on a
+        // A stall: next to nothing left while writes waited. Whatever was admitted is stuck on a
         // stream's own credit or was dropped with its stream; start afresh.
         let stall = STALL.max(counts.rtt * 4);
         if now.saturating_duration_since(state.progressed) >= stall {
@@ -588,6 +613,43 @@ mod tests {
         tokio::time::timeout(STALL * 2, scheduler.admit(class(0, None, 0), 100))
             .await
             .unwrap();
+        assert!(start.elapsed() >= STALL);
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn bytes_abandoned_with_a_reset_stream_let_the_waiting_writes_go() {
+        let (scheduler, _counts) = manual();
+        scheduler
+            .admit(class(0, None, 0), MIN_BUDGET)
+            .await
+            .complete();
+        let mut next = scheduler.admit(class(0, None, 0), MIN_BUDGET);
+        assert!((&mut next).now_or_never().is_none());
+        scheduler.abandon(MIN_BUDGET);
+        assert!(next.now_or_never().is_some(), "woken and admitted at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_trickle_smaller_than_a_packet_is_no_progress() {
+        let (scheduler, counts) = manual();
+        scheduler
+            .admit(class(0, None, 0), MIN_BUDGET)
+            .await
+            .complete();
+        let start = Instant::now();
+        let waiting = scheduler.admit(class(0, None, 0), MIN_BUDGET);
+        tokio::pin!(waiting);
+        // ACKs and control messages: 50 bytes every 10 ms, far from draining the budget.
+        let admitted = tokio::time::timeout(STALL * 2, async {
+            loop {
+                tokio::select! {
+                    permit = &mut waiting => return permit,
+                    () = tokio::time::sleep(Duration::from_millis(10)) => leave(&counts, 50),
+                }
+            }
+        })
+        .await;
+        assert!(admitted.is_ok(), "a stall, not progress");
         assert!(start.elapsed() >= STALL);
     }
 }

@@ -303,15 +303,17 @@ impl Writer {
         self.stream.reset(err.code());
     }
 
-    /// Resolves when the peer asks us to stop sending, with its code.
+    /// Resolves once the peer acknowledged everything written up to the FIN, or with the
+    /// peer's code when it stops the stream first (the transport then discards what is
+    /// unsent), or the connection's error.
     ///
     /// # Cancel safety
     /// Cancel safe.
-    pub(crate) async fn stopped(&mut self) -> Error {
+    pub(crate) async fn acknowledged(&mut self) -> Result<(), Error> {
         match self.stream.stopped().await {
-            Ok(Some(code)) => Error::from_code(code),
-            Ok(None) => Error::Cancel,
-            Err(err) => err,
+            Ok(Some(code)) => Err(Error::from_code(code)),
+            Ok(None) => Ok(()),
+            Err(err) => Err(err),
         }
     }
 }

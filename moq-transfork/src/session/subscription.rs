@@ -481,6 +481,8 @@ struct GroupStream {
     /// Payload bytes written, counted in the subscription's in-flight bytes until the end.
     written: u64,
     bytes: Arc<AtomicU64>,
+    /// Given back the bytes written when the stream is reset: they will not leave.
+    scheduler: Arc<SendScheduler>,
     stats: Arc<SessionStats>,
     /// Acknowledged, or reset already.
     settled: bool,
@@ -489,14 +491,23 @@ struct GroupStream {
 impl GroupStream {
     /// Resets the stream with the code of `err`.
     fn fail(mut self, err: &Error) {
+        self.reset(err);
+    }
+
+    fn reset(&mut self, err: &Error) {
         self.writer.reset(err);
         self.stats.reset(err);
+        self.scheduler.abandon(self.written);
         self.settled = true;
     }
 
     /// Waits (bounded) for the peer to acknowledge the whole stream, or to stop it.
     async fn acknowledged(mut self, id: u64) -> GroupEvent {
-        let _ = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.writer.stopped()).await;
+        let acknowledged = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.writer.acknowledged());
+        if let Ok(Err(_)) = acknowledged.await {
+            // Stopped by the peer: what the transport held unsent is discarded.
+            self.scheduler.abandon(self.written);
+        }
         self.settled = true;
         GroupEvent::Done(id, Ok(()))
     }
@@ -505,8 +516,7 @@ impl GroupStream {
 impl Drop for GroupStream {
     fn drop(&mut self) {
         if !self.settled {
-            self.writer.reset(&Error::Cancel);
-            self.stats.reset(&Error::Cancel);
+            self.reset(&Error::Cancel);
         }
         self.bytes.fetch_sub(self.written, Ordering::Relaxed);
     }
@@ -532,6 +542,7 @@ impl GroupSender {
             writer: Writer::new(stream),
             written: 0,
             bytes: self.bytes.clone(),
+            scheduler: self.scheduler.clone(),
             stats: self.stats.clone(),
             settled: false,
         };
