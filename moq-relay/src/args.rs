@@ -120,7 +120,8 @@ pub(crate) struct Args {
     pub(crate) max_recv_bytes: u64,
 
     /// The most bytes of one subscription in flight to a subscriber (sent, not acknowledged);
-    /// beyond it, its oldest groups are dropped (GROUP_DROP) for the newest.
+    /// beyond it, its oldest groups are dropped (GROUP_DROP) for the newest (a lone group is
+    /// kept whatever its size).
     #[arg(long, default_value_t = moq_transfork::DEFAULT_MAX_INFLIGHT_BYTES, value_name = "BYTES")]
     #[arg(env = "MOQ_RELAY_MAX_INFLIGHT_BYTES")]
     pub(crate) max_inflight_bytes: u64,

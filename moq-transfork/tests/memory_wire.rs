@@ -480,6 +480,47 @@ async fn the_in_flight_window_is_bounded_in_bytes() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn a_lone_group_larger_than_the_byte_window_is_not_cut_short() {
+    const GROUP: usize = 16 * 1024;
+    // The stream window takes a whole group, the byte window a quarter of one.
+    let options = SessionOptions {
+        max_inflight_bytes: GROUP as u64 / 4,
+        ..Default::default()
+    };
+    let Stalled {
+        raw,
+        mut replies,
+        producer,
+        _keep,
+    } = stalled_subscriber_with(4 * GROUP, options, Track::new(path(&["large"]))).await;
+
+    let payload = Bytes::from(vec![7u8; GROUP]);
+    let mut streams = Vec::new();
+    for _ in 0..3 {
+        let mut group = producer.append_group().unwrap();
+        group.write_frame(payload.clone());
+        group.finish();
+        settle().await;
+        streams.push(within("a group stream", raw.accept_uni()).await.unwrap());
+    }
+    // Group 0, alone in flight, was not cut short by group 1; with two in flight and over
+    // the byte window, group 2 dropped it.
+    let [zero, one, two] = &mut streams[..] else {
+        unreachable!()
+    };
+    assert_eq!(
+        within("group 0", read_to_end_or_error(zero)).await,
+        Err(Error::Cancel)
+    );
+    let drop: GroupDrop = within("GROUP_DROP", replies.next()).await.unwrap().unwrap();
+    assert_eq!(drop.sequence, 0);
+    for stream in [one, two] {
+        let read = within("group 1 and 2", read_to_end_or_error(stream)).await;
+        assert!(read.unwrap().ends_with(&payload[GROUP - 8..]));
+    }
+}
+
+#[tokio::test(start_paused = true)]
 async fn in_flight_groups_with_one_sequence_are_told_apart_after_a_handover() {
     // Room for two groups being written; every group fits the stream window.
     let Stalled {
@@ -572,6 +613,15 @@ async fn read_to_end(stream: &mut RecvStream) -> Vec<u8> {
         bytes.extend_from_slice(&chunk);
     }
     bytes
+}
+
+/// Reads a stream to its FIN; the error if it is reset first.
+async fn read_to_end_or_error(stream: &mut RecvStream) -> Result<Vec<u8>, Error> {
+    let mut bytes = Vec::new();
+    while let Some(chunk) = stream.read_chunk(usize::MAX).await? {
+        bytes.extend_from_slice(&chunk);
+    }
+    Ok(bytes)
 }
 
 /// Reads a stream until the bytes read end with `end`; the error if it is reset first.

@@ -90,8 +90,9 @@ pub struct SessionOptions {
     /// the first byte of a group until the peer's transport acknowledges all of it (a group
     /// still unacknowledged 2 s after its last byte stops counting). When a newer group
     /// arrives while more are in flight, the oldest groups are dropped until the rest fit: a
-    /// subscriber that falls behind gets the newest group, not a backlog. Default
-    /// [`DEFAULT_MAX_INFLIGHT_BYTES`].
+    /// subscriber that falls behind gets the newest group, not a backlog. One group alone in
+    /// flight is kept, however large: a group larger than the window is not cut short by the
+    /// next (the lag bound below drops it if it lags). Default [`DEFAULT_MAX_INFLIGHT_BYTES`].
     pub max_inflight_bytes: u64,
     /// How long a group of a subscription in descending order (live) may still be written
     /// once a newer group of the subscription has arrived; then it is dropped (reset, and
