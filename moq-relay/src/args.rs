@@ -226,7 +226,7 @@ pub(crate) struct Args {
 
     /// Worker threads of the relay's runtime; default one per core the relay may use (its
     /// CPU affinity and cgroup quota). Fewer workers wake each other less: on 2 cores one
-    /// worker cost 10-20 % less CPU per delivered GB (docs/performance.md), at the price of
+    /// worker cost 5-35 % less CPU per delivered GB (docs/performance.md), at the price of
     /// using one core.
     #[arg(long, value_name = "N", env = "MOQ_RELAY_WORKERS")]
     pub(crate) workers: Option<NonZeroUsize>,

@@ -489,8 +489,8 @@ struct GroupSender {
 /// acknowledged is abandoned, and the transport's send buffer freed.
 struct GroupStream {
     writer: Writer,
-    /// Payload bytes written.
-    written: u64,
+    /// Payload bytes written: the group's count, which its subscription reads too.
+    written: Arc<AtomicU64>,
     /// Given back the bytes written when the stream is reset: they will not leave.
     scheduler: Arc<SendScheduler>,
     stats: Arc<SessionStats>,
@@ -507,7 +507,7 @@ impl GroupStream {
     fn reset(&mut self, err: &Error) {
         self.writer.reset(err);
         self.stats.reset(err);
-        self.scheduler.abandon(self.written);
+        self.scheduler.abandon(self.written.load(Ordering::Relaxed));
         self.settled = true;
     }
 
@@ -516,7 +516,7 @@ impl GroupStream {
         let acknowledged = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.writer.acknowledged());
         if let Ok(Err(_)) = acknowledged.await {
             // Stopped by the peer: what the transport held unsent is discarded.
-            self.scheduler.abandon(self.written);
+            self.scheduler.abandon(self.written.load(Ordering::Relaxed));
         }
         self.settled = true;
         GroupEvent::Done(id, Ok(()))
@@ -549,7 +549,7 @@ impl GroupSender {
         };
         let mut stream = GroupStream {
             writer: Writer::new(stream),
-            written: 0,
+            written: self.bytes.clone(),
             scheduler: self.scheduler.clone(),
             stats: self.stats.clone(),
             settled: false,
@@ -588,8 +588,7 @@ impl GroupSender {
                 frame,
                 &mut batch,
                 |len| {
-                    stream.written += len;
-                    self.bytes.fetch_add(len, Ordering::Relaxed);
+                    stream.written.fetch_add(len, Ordering::Relaxed);
                     self.stats.sent(len);
                 },
             )
