@@ -218,8 +218,11 @@ async fn a_subscriber_that_stops_reading_gets_old_groups_dropped() {
     use moq_transfork::model::Track;
     use moq_transfork::Path;
 
-    // Larger than a stream's receive window, so each unread group stalls its stream.
-    const GROUP_SIZE: usize = 2 << 20;
+    // Larger than a stream's receive window (4 MiB), so each unread group stalls its stream
+    // and none is ever complete: a group that fitted would be delivered whole and sit
+    // unread in the client, and eight of them would fill its 16 MiB connection window, so
+    // not even GROUP_DROP could get out (a release build publishes that fast).
+    const GROUP_SIZE: usize = 8 << 20;
     const MAX_GROUPS: u64 = 200;
     common::init_tracing();
     for scheme in SCHEMES {
