@@ -10,7 +10,7 @@ use std::task::Poll;
 use futures::FutureExt;
 
 use super::priority::stream_priority;
-use super::schedule::{send_frame, SendScheduler, WriteClass};
+use super::schedule::{send_frame, Admitted, SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::subscription::{Subscription, Window};
 use super::{AnnounceFilter, Router, SessionOptions, SessionStats};
@@ -286,7 +286,7 @@ impl Publisher {
 
         let mut index = 0u64;
         let mut batch = Vec::new();
-        let mut written = 0;
+        let mut admitted = Admitted::default();
         let sending = async {
             while let Some(frame) = group.next_frame().await? {
                 if index >= fetch.offset {
@@ -298,10 +298,8 @@ impl Publisher {
                         &mut class,
                         frame,
                         &mut batch,
-                        |len| {
-                            written += len;
-                            stats.sent(len);
-                        },
+                        &mut admitted,
+                        |len| stats.sent(len),
                     )
                     .await?;
                 }
@@ -315,7 +313,7 @@ impl Publisher {
         let result = sending.await;
         if result.is_err() {
             // The stream is reset: what it holds unsent never leaves.
-            self.inner.scheduler.abandon(written);
+            self.inner.scheduler.abandon(admitted);
         }
         result
     }

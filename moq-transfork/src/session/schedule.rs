@@ -18,10 +18,10 @@
 //!   the connection drains, so that the path stays full and a control message or a newly
 //!   important group finds little ahead of it.
 //!
-//! Bytes written to a stream that is then reset never leave: its writer gives them back
-//! ([`SendScheduler::abandon`]). And nothing can stay blocked for long: when less than
-//! [`PROGRESS`] leaves for [`STALL`] (or four round trips, if longer) while writes wait, the
-//! scheduler forgets what it admitted and starts afresh. A write stuck on its own stream's
+//! Bytes written to a stream that is then reset never leave: its writer gives back those
+//! still ahead ([`SendScheduler::abandon`]). And nothing can stay blocked for long: when
+//! less than [`PROGRESS`] leaves for [`STALL`] (or four round trips, if longer) while writes
+//! wait, the scheduler forgets what it admitted and starts afresh. A write stuck on its own stream's
 //! credit (a peer that does not read that stream) therefore never blocks the connection, and
 //! the ACKs and control messages that trickle out meanwhile do not count as progress.
 //!
@@ -146,6 +146,10 @@ impl Drain {
 struct State {
     /// Bytes admitted and not yet seen leave.
     ahead: u64,
+    /// Bytes admitted so far: the position of the last admitted byte in the order of
+    /// admission. Bytes leave about in that order, so the `ahead` bytes are taken to be the
+    /// last ones admitted.
+    admitted: u64,
     budget: u64,
     /// The highest recent drain rate, in bytes per second.
     rate: f64,
@@ -190,6 +194,7 @@ impl SendScheduler {
             drain,
             state: Mutex::new(State {
                 ahead: 0,
+                admitted: 0,
                 budget: MIN_BUDGET,
                 rate: 0.0,
                 measuring: 0,
@@ -222,18 +227,29 @@ impl SendScheduler {
         }
     }
 
-    /// Gives back `bytes` written ahead that will never leave: they were written to a stream
-    /// since reset, whose unsent data the transport discards. A stream does not know how much
-    /// of what it wrote already left, so this may free more than was stuck, letting at most
-    /// `bytes` more than the budget be written ahead once; freeing less would hold every
-    /// write of the connection back until the stall fallback.
-    pub(crate) fn abandon(&self, bytes: u64) {
-        if self.drain.is_none() || bytes == 0 {
+    /// Gives back what a stream had `admitted` and still holds unsent: the stream was reset,
+    /// or stopped by the peer, and the transport discards its unsent data, which will never
+    /// leave.
+    ///
+    /// The transport does not say how much of a stream left, so it is estimated: the bytes
+    /// the stream had admitted among the last `ahead` admitted on the connection. That is
+    /// exact when bytes leave in the order they were admitted, as they do for the group a
+    /// subscription is writing. Where a stream of a higher priority admitted later overtook
+    /// this one, its unsent bytes stay counted, and the connection writes ahead that much
+    /// less until its bytes catch up or the stall fallback starts afresh. Freeing all a
+    /// stream wrote instead would let the transport's buffer grow by up to a budget with
+    /// every reset, on a path that is already behind.
+    pub(crate) fn abandon(&self, admitted: Admitted) {
+        if self.drain.is_none() || admitted.bytes == 0 {
             return;
         }
         let mut state = lock(&self.state);
-        state.ahead = state.ahead.saturating_sub(bytes);
-        Self::wake_all(&state);
+        let gone_up_to = state.admitted.saturating_sub(state.ahead);
+        let unsent = admitted.bytes.min(admitted.end.saturating_sub(gone_up_to));
+        if unsent > 0 {
+            state.ahead = state.ahead.saturating_sub(unsent);
+            Self::wake_all(&state);
+        }
     }
 
     /// Polls the transport for the bytes that left since the last poll.
@@ -310,7 +326,8 @@ impl<'a> Future for Admit<'a> {
         let this = &mut *self;
         let scheduler = this.scheduler;
         if scheduler.drain.is_none() {
-            return Poll::Ready(SendPermit::admitted(scheduler, this.id, 0, 0));
+            let admitted = Admitted::default();
+            return Poll::Ready(SendPermit::admitted(scheduler, this.id, 0, admitted));
         }
         let mut state = lock(&scheduler.state);
         loop {
@@ -331,6 +348,11 @@ impl<'a> Future for Admit<'a> {
                     state.progressed = now;
                 }
                 state.ahead += this.bytes;
+                state.admitted += this.bytes;
+                let admitted = Admitted {
+                    bytes: this.bytes,
+                    end: state.admitted,
+                };
                 let epoch = state.epoch;
                 state.active.push((this.id, this.class));
                 if this.queued {
@@ -338,7 +360,7 @@ impl<'a> Future for Admit<'a> {
                     this.queued = false;
                 }
                 this.timer = None;
-                return Poll::Ready(SendPermit::admitted(scheduler, this.id, epoch, this.bytes));
+                return Poll::Ready(SendPermit::admitted(scheduler, this.id, epoch, admitted));
             }
 
             // Wait for a wake-up from a write that ends, or poll the transport later: over
@@ -385,6 +407,15 @@ impl Drop for Admit<'_> {
     }
 }
 
+/// What a stream had admitted on its connection: how many bytes, and where the last of
+/// them stands in the order the connection's writes were admitted. What
+/// [`SendScheduler::abandon`] gives back when the stream is reset.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub(crate) struct Admitted {
+    bytes: u64,
+    end: u64,
+}
+
 /// A write's turn: hold it while writing. Dropped before [`complete`](Self::complete) (the
 /// write failed or was cancelled), its bytes are given back.
 #[derive(Debug)]
@@ -392,24 +423,27 @@ pub(crate) struct SendPermit<'a> {
     scheduler: &'a SendScheduler,
     id: u64,
     epoch: u64,
-    bytes: u64,
+    admitted: Admitted,
     written: bool,
 }
 
 impl<'a> SendPermit<'a> {
-    fn admitted(scheduler: &'a SendScheduler, id: u64, epoch: u64, bytes: u64) -> Self {
+    fn admitted(scheduler: &'a SendScheduler, id: u64, epoch: u64, admitted: Admitted) -> Self {
         Self {
             scheduler,
             id,
             epoch,
-            bytes,
+            admitted,
             written: false,
         }
     }
 
-    /// The bytes were written: they count until they leave.
-    pub(crate) fn complete(mut self) {
+    /// The bytes were written to the stream whose count is `stream`: they count until they
+    /// leave.
+    pub(crate) fn complete(mut self, stream: &mut Admitted) {
         self.written = true;
+        stream.bytes += self.admitted.bytes;
+        stream.end = self.admitted.end;
     }
 }
 
@@ -426,7 +460,7 @@ impl Drop for SendPermit<'_> {
             state.active.swap_remove(pos);
         }
         if !self.written {
-            state.ahead = state.ahead.saturating_sub(self.bytes);
+            state.ahead = state.ahead.saturating_sub(self.admitted.bytes);
         }
         SendScheduler::wake_all(&state);
     }
@@ -434,14 +468,16 @@ impl Drop for SendPermit<'_> {
 
 /// Writes a frame's header and payload to `writer` as the payload arrives: every batch of
 /// chunks ready at once is admitted by `scheduler` as `class` (and from the first on, as the
-/// group started) and written in one write, the header with the first. `batch` is scratch space kept from frame to frame; `sent` counts
-/// the payload bytes of each batch.
+/// group started) and written in one write, the header with the first. `batch` is scratch
+/// space kept from frame to frame; `admitted` counts what the stream wrote, for
+/// [`SendScheduler::abandon`]; `sent` counts the payload bytes of each batch.
 pub(crate) async fn send_frame(
     writer: &mut Writer,
     scheduler: &SendScheduler,
     class: &mut WriteClass,
     mut frame: FrameConsumer,
     batch: &mut Vec<Bytes>,
+    admitted: &mut Admitted,
     mut sent: impl FnMut(u64),
 ) -> Result<(), Error> {
     writer.stage(&FrameHeader { size: frame.size() });
@@ -460,7 +496,7 @@ pub(crate) async fn send_frame(
         // Counted as handed over: a write the peer's credit holds up still holds the bytes.
         sent(len);
         writer.write_chunks(batch).await?;
-        permit.complete();
+        permit.complete(admitted);
     }
 }
 
@@ -520,7 +556,7 @@ mod tests {
         let other = scheduler.admit(class(1, Some(3), 0), 100).now_or_never();
         assert!(other.is_some());
         drop(other);
-        high.complete();
+        high.complete(&mut Admitted::default());
         let low = tokio::time::timeout(Duration::from_millis(1), low).await;
         assert!(
             low.is_ok(),
@@ -535,7 +571,7 @@ mod tests {
         scheduler
             .admit(class(0, Some(1), 1), MIN_BUDGET)
             .await
-            .complete();
+            .complete(&mut Admitted::default());
         let mut old = scheduler.admit(class(0, Some(1), 1), 1000);
         assert!((&mut old).now_or_never().is_none());
         let mut new = scheduler.admit(class(0, Some(1), 2), 1000);
@@ -544,7 +580,7 @@ mod tests {
         // The newer group's poll sees the bytes leave; the older one still waits for it.
         let new = tokio::time::timeout(MIN_POLL * 2, new).await.unwrap();
         assert!((&mut old).now_or_never().is_none());
-        new.complete();
+        new.complete(&mut Admitted::default());
         tokio::time::timeout(MIN_POLL, old).await.unwrap();
     }
 
@@ -554,11 +590,11 @@ mod tests {
         scheduler
             .admit(class(0, None, 0), MIN_BUDGET / 2)
             .await
-            .complete();
+            .complete(&mut Admitted::default());
         scheduler
             .admit(class(0, None, 0), MIN_BUDGET / 2)
             .await
-            .complete();
+            .complete(&mut Admitted::default());
         let mut third = scheduler.admit(class(0, None, 0), 1);
         assert!((&mut third).now_or_never().is_none());
         // Polling finds nothing left: still waiting.
@@ -584,7 +620,7 @@ mod tests {
         scheduler
             .admit(class(0, None, 0), MIN_BUDGET)
             .await
-            .complete();
+            .complete(&mut Admitted::default());
         let mut high = scheduler.admit(class(1, None, 0), 1);
         assert!((&mut high).now_or_never().is_none());
         leave(&counts, MIN_BUDGET);
@@ -608,7 +644,7 @@ mod tests {
         scheduler
             .admit(class(0, None, 0), MIN_BUDGET)
             .await
-            .complete();
+            .complete(&mut Admitted::default());
         let start = Instant::now();
         tokio::time::timeout(STALL * 2, scheduler.admit(class(0, None, 0), 100))
             .await
@@ -619,14 +655,52 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn bytes_abandoned_with_a_reset_stream_let_the_waiting_writes_go() {
         let (scheduler, _counts) = manual();
+        let mut stream = Admitted::default();
         scheduler
             .admit(class(0, None, 0), MIN_BUDGET)
             .await
-            .complete();
+            .complete(&mut stream);
         let mut next = scheduler.admit(class(0, None, 0), MIN_BUDGET);
         assert!((&mut next).now_or_never().is_none());
-        scheduler.abandon(MIN_BUDGET);
+        scheduler.abandon(stream);
         assert!(next.now_or_never().is_some(), "woken and admitted at once");
+    }
+
+    #[tokio::test(start_paused = true)]
+    async fn a_reset_stream_gives_back_only_its_bytes_still_ahead() {
+        let (scheduler, counts) = manual();
+        let ahead = || lock(&scheduler.state).ahead;
+        let mut streams = [Admitted::default(); 2];
+        for index in [0, 1, 0, 1] {
+            scheduler
+                .admit(class(0, None, 0), 1000)
+                .await
+                .complete(&mut streams[index]);
+        }
+        let [old, new] = streams;
+        // The first 2500 bytes left: old's 1000, new's 1000, and 500 of old's second write.
+        leave(&counts, 2500);
+        let poll = || scheduler.poll_transport(&mut lock(&scheduler.state), Instant::now());
+        poll();
+        assert_eq!(ahead(), 1500);
+        scheduler.abandon(old);
+        assert_eq!(ahead(), 1000, "old's last 500 bytes");
+        scheduler.abandon(new);
+        assert_eq!(ahead(), 0, "new's last 1000 bytes");
+        // A stream whose bytes all left gives nothing back.
+        let mut gone = Admitted::default();
+        scheduler
+            .admit(class(0, None, 0), 1000)
+            .await
+            .complete(&mut gone);
+        scheduler
+            .admit(class(0, None, 0), 1000)
+            .await
+            .complete(&mut Admitted::default());
+        leave(&counts, 1000);
+        poll();
+        scheduler.abandon(gone);
+        assert_eq!(ahead(), 1000);
     }
 
     #[tokio::test(start_paused = true)]
@@ -635,7 +709,7 @@ mod tests {
         scheduler
             .admit(class(0, None, 0), MIN_BUDGET)
             .await
-            .complete();
+            .complete(&mut Admitted::default());
         let start = Instant::now();
         let waiting = scheduler.admit(class(0, None, 0), MIN_BUDGET);
         tokio::pin!(waiting);

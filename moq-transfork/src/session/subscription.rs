@@ -19,7 +19,7 @@ use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
 use super::priority::{started_priority, stream_priority};
-use super::schedule::{send_frame, SendScheduler, WriteClass};
+use super::schedule::{send_frame, Admitted, SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::SessionStats;
 use crate::message::{GroupDrop, GroupHeader, Subscribe, SubscribeUpdate, UniStream};
@@ -491,7 +491,9 @@ struct GroupStream {
     writer: Writer,
     /// Payload bytes written: the group's count, which its subscription reads too.
     written: Arc<AtomicU64>,
-    /// Given back the bytes written when the stream is reset: they will not leave.
+    /// What the stream's writes had admitted, given back to the scheduler when the stream
+    /// is reset: what of it did not leave never will.
+    admitted: Admitted,
     scheduler: Arc<SendScheduler>,
     stats: Arc<SessionStats>,
     /// Acknowledged, or reset already.
@@ -507,7 +509,7 @@ impl GroupStream {
     fn reset(&mut self, err: &Error) {
         self.writer.reset(err);
         self.stats.reset(err);
-        self.scheduler.abandon(self.written.load(Ordering::Relaxed));
+        self.scheduler.abandon(self.admitted);
         self.settled = true;
     }
 
@@ -516,7 +518,7 @@ impl GroupStream {
         let acknowledged = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.writer.acknowledged());
         if let Ok(Err(_)) = acknowledged.await {
             // Stopped by the peer: what the transport held unsent is discarded.
-            self.scheduler.abandon(self.written.load(Ordering::Relaxed));
+            self.scheduler.abandon(self.admitted);
         }
         self.settled = true;
         GroupEvent::Done(id, Ok(()))
@@ -550,6 +552,7 @@ impl GroupSender {
         let mut stream = GroupStream {
             writer: Writer::new(stream),
             written: self.bytes.clone(),
+            admitted: Admitted::default(),
             scheduler: self.scheduler.clone(),
             stats: self.stats.clone(),
             settled: false,
@@ -587,6 +590,7 @@ impl GroupSender {
                 &mut class,
                 frame,
                 &mut batch,
+                &mut stream.admitted,
                 |len| {
                     stream.written.fetch_add(len, Ordering::Relaxed);
                     self.stats.sent(len);
