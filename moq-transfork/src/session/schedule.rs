@@ -21,9 +21,10 @@
 //! Bytes written to a stream that is then reset never leave: its writer gives back those
 //! still ahead ([`SendScheduler::abandon`]). And nothing can stay blocked for long: when
 //! less than [`PROGRESS`] leaves for [`STALL`] (or four round trips, if longer) while writes
-//! wait, the scheduler forgets what it admitted and starts afresh. A write stuck on its own stream's
-//! credit (a peer that does not read that stream) therefore never blocks the connection, and
-//! the ACKs and control messages that trickle out meanwhile do not count as progress.
+//! wait, the scheduler forgets what it admitted and starts afresh. A write stuck on its own
+//! stream's credit (a peer that does not read that stream) therefore never blocks the
+//! connection, and the ACKs and control messages that trickle out meanwhile do not count as
+//! progress.
 //!
 //! In memory there is no packet to count, and every write is admitted at once.
 
