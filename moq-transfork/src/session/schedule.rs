@@ -524,6 +524,14 @@ mod tests {
         (scheduler, counts)
     }
 
+    /// Admits and writes `bytes` at once, counted to `stream`.
+    async fn write(scheduler: &SendScheduler, bytes: u64, stream: &mut Admitted) {
+        scheduler
+            .admit(class(0, None, 0), bytes)
+            .await
+            .complete(stream);
+    }
+
     /// Lets `bytes` more leave, as the transport would report.
     fn leave(counts: &Mutex<Counts>, bytes: u64) {
         lock(counts).sent += bytes;
@@ -588,14 +596,8 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn the_write_ahead_is_bounded_until_bytes_leave() {
         let (scheduler, counts) = manual();
-        scheduler
-            .admit(class(0, None, 0), MIN_BUDGET / 2)
-            .await
-            .complete(&mut Admitted::default());
-        scheduler
-            .admit(class(0, None, 0), MIN_BUDGET / 2)
-            .await
-            .complete(&mut Admitted::default());
+        write(&scheduler, MIN_BUDGET / 2, &mut Admitted::default()).await;
+        write(&scheduler, MIN_BUDGET / 2, &mut Admitted::default()).await;
         let mut third = scheduler.admit(class(0, None, 0), 1);
         assert!((&mut third).now_or_never().is_none());
         // Polling finds nothing left: still waiting.
@@ -618,10 +620,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_cancelled_wait_lets_the_writes_behind_it_go() {
         let (scheduler, counts) = manual();
-        scheduler
-            .admit(class(0, None, 0), MIN_BUDGET)
-            .await
-            .complete(&mut Admitted::default());
+        write(&scheduler, MIN_BUDGET, &mut Admitted::default()).await;
         let mut high = scheduler.admit(class(1, None, 0), 1);
         assert!((&mut high).now_or_never().is_none());
         leave(&counts, MIN_BUDGET);
@@ -642,10 +641,7 @@ mod tests {
         tokio::time::timeout(STALL * 2, behind).await.unwrap();
         assert!(start.elapsed() >= STALL);
         // Over budget with nothing leaving: the same.
-        scheduler
-            .admit(class(0, None, 0), MIN_BUDGET)
-            .await
-            .complete(&mut Admitted::default());
+        write(&scheduler, MIN_BUDGET, &mut Admitted::default()).await;
         let start = Instant::now();
         tokio::time::timeout(STALL * 2, scheduler.admit(class(0, None, 0), 100))
             .await
@@ -657,10 +653,7 @@ mod tests {
     async fn bytes_abandoned_with_a_reset_stream_let_the_waiting_writes_go() {
         let (scheduler, _counts) = manual();
         let mut stream = Admitted::default();
-        scheduler
-            .admit(class(0, None, 0), MIN_BUDGET)
-            .await
-            .complete(&mut stream);
+        write(&scheduler, MIN_BUDGET, &mut stream).await;
         let mut next = scheduler.admit(class(0, None, 0), MIN_BUDGET);
         assert!((&mut next).now_or_never().is_none());
         scheduler.abandon(stream);
@@ -673,10 +666,7 @@ mod tests {
         let ahead = || lock(&scheduler.state).ahead;
         let mut streams = [Admitted::default(); 2];
         for index in [0, 1, 0, 1] {
-            scheduler
-                .admit(class(0, None, 0), 1000)
-                .await
-                .complete(&mut streams[index]);
+            write(&scheduler, 1000, &mut streams[index]).await;
         }
         let [old, new] = streams;
         // The first 2500 bytes left: old's 1000, new's 1000, and 500 of old's second write.
@@ -690,14 +680,8 @@ mod tests {
         assert_eq!(ahead(), 0, "new's last 1000 bytes");
         // A stream whose bytes all left gives nothing back.
         let mut gone = Admitted::default();
-        scheduler
-            .admit(class(0, None, 0), 1000)
-            .await
-            .complete(&mut gone);
-        scheduler
-            .admit(class(0, None, 0), 1000)
-            .await
-            .complete(&mut Admitted::default());
+        write(&scheduler, 1000, &mut gone).await;
+        write(&scheduler, 1000, &mut Admitted::default()).await;
         leave(&counts, 1000);
         poll();
         scheduler.abandon(gone);
@@ -707,10 +691,7 @@ mod tests {
     #[tokio::test(start_paused = true)]
     async fn a_trickle_smaller_than_a_packet_is_no_progress() {
         let (scheduler, counts) = manual();
-        scheduler
-            .admit(class(0, None, 0), MIN_BUDGET)
-            .await
-            .complete(&mut Admitted::default());
+        write(&scheduler, MIN_BUDGET, &mut Admitted::default()).await;
         let start = Instant::now();
         let waiting = scheduler.admit(class(0, None, 0), MIN_BUDGET);
         tokio::pin!(waiting);

@@ -489,8 +489,6 @@ struct GroupSender {
 /// acknowledged is abandoned, and the transport's send buffer freed.
 struct GroupStream {
     writer: Writer,
-    /// Payload bytes written: the group's count, which its subscription reads too.
-    written: Arc<AtomicU64>,
     /// What the stream's writes had admitted, given back to the scheduler when the stream
     /// is reset: what of it did not leave never will.
     admitted: Admitted,
@@ -551,7 +549,6 @@ impl GroupSender {
         };
         let mut stream = GroupStream {
             writer: Writer::new(stream),
-            written: self.bytes.clone(),
             admitted: Admitted::default(),
             scheduler: self.scheduler.clone(),
             stats: self.stats.clone(),
@@ -592,7 +589,7 @@ impl GroupSender {
                 &mut batch,
                 &mut stream.admitted,
                 |len| {
-                    stream.written.fetch_add(len, Ordering::Relaxed);
+                    self.bytes.fetch_add(len, Ordering::Relaxed);
                     self.stats.sent(len);
                 },
             )
