@@ -19,6 +19,7 @@ mod relay;
 mod reload;
 mod sessions;
 mod systemd;
+mod workers;
 
 use std::net::SocketAddr;
 
@@ -43,7 +44,6 @@ fn main() -> std::process::ExitCode {
         }
     };
     args.init_logging();
-    // Built after the settings are read: --workers sizes it.
     let result = args
         .runtime()
         .context("starting the runtime")
@@ -71,18 +71,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
             keys: args.tls_key.clone(),
         }
     };
+    let workers = workers::Workers::start(args.workers()).context("starting the workers")?;
     let tls = source.load()?;
     let fingerprint = tls.fingerprints().into_iter().next().unwrap_or_default();
 
-    let endpoint = Endpoint::bind_tuned(
+    // One endpoint per worker on the same port; the main thread's also dials the cluster.
+    let endpoints = Endpoint::bind_group(
         EndpointConfig {
             bind: args.bind,
             server: Some(tls),
             client: args.client_tls()?,
         },
         args.tuning(),
+        workers.runtimes(),
     )
     .context("cannot listen on udp")?;
+    let endpoint = endpoints[0].clone();
     let addr = endpoint.local_addr().context("local address")?;
     let certs = endpoint.certificates().context("no server side")?.clone();
     tokio::spawn(reload::Reloader::new(certs.clone(), source)?.run());
@@ -175,12 +179,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         dev,
         metrics: metrics.as_ref().map(|(local, _)| *local),
     };
-    print_banner(addr, &fingerprint, &listeners);
+    print_banner(addr, &fingerprint, &listeners, endpoints.len());
 
     let relay = relay.with_cluster(cluster);
     systemd::ready();
     tokio::select! {
-        () = relay.accept_all(&endpoint) => {},
+        () = accept_all(&relay, &endpoints, &workers) => {},
         signal = signals.next() => {
             tracing::info!(%signal, "shutting down");
         }
@@ -189,7 +193,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     health.start_drain();
     systemd::stopping();
     let drain = drain::Drain {
-        endpoint: &endpoint,
+        endpoints: &endpoints,
         sessions: &relay.sessions,
         cluster: relay.cluster.as_ref(),
         timeout: args.drain_timeout,
@@ -203,7 +207,22 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some((_, metrics)) = metrics {
         metrics.abort();
     }
+    workers.stop().await;
     Ok(())
+}
+
+/// Accepts on every endpoint, each on its worker, until the main thread's endpoint closes;
+/// dropped, it stops accepting on all (a drain refuses instead).
+async fn accept_all(relay: &Relay, endpoints: &[Endpoint], workers: &workers::Workers) {
+    let _others = workers::AbortOnDrop(
+        (endpoints.iter().enumerate().skip(1))
+            .map(|(index, endpoint)| {
+                let (relay, endpoint) = (relay.clone(), endpoint.clone());
+                workers.spawn(index, async move { relay.accept_all(&endpoint).await })
+            })
+            .collect(),
+    );
+    relay.accept_all(&endpoints[0]).await;
 }
 
 /// What the TCP listeners serve, for the banner.
@@ -216,7 +235,7 @@ struct Listeners {
     metrics: Option<SocketAddr>,
 }
 
-fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners) {
+fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners, workers: usize) {
     let host = match addr.ip() {
         ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -224,7 +243,6 @@ fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners) {
     };
     let port = addr.port();
     println!("moq-relay listening on {addr} (udp)");
-    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     println!("  workers:      {workers}");
     println!("  WebTransport: https://{host}:{port}/");
     println!("  raw QUIC:     moqf://{host}:{port}");

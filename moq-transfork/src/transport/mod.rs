@@ -9,6 +9,7 @@
 mod certs;
 mod connection;
 mod endpoint;
+mod group;
 #[cfg(feature = "test-util")]
 pub mod memory;
 mod quic;
