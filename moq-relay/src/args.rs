@@ -224,8 +224,10 @@ pub(crate) struct Args {
     #[arg(long, value_name = "BYTES", env = "MOQ_RELAY_UDP_RECV_BUFFER")]
     pub(crate) udp_recv_buffer: Option<usize>,
 
-    /// Worker threads, each serving its share of the connections on a runtime of its own;
-    /// default one per core the relay may use (its CPU affinity and cgroup quota).
+    /// Worker threads of the relay's runtime; default one per core the relay may use (its
+    /// CPU affinity and cgroup quota). Fewer workers wake each other less: on 2 cores one
+    /// worker cost 5-35 % less CPU per delivered GB (docs/performance.md), at the price of
+    /// using one core.
     #[arg(long, value_name = "N", env = "MOQ_RELAY_WORKERS")]
     pub(crate) workers: Option<NonZeroUsize>,
 
@@ -326,17 +328,13 @@ impl Args {
         tuning
     }
 
-    /// The main thread's runtime: single-threaded, the first of the --workers (workers.rs).
+    /// The runtime the relay runs on: multi-threaded, with --workers threads.
     pub(crate) fn runtime(&self) -> std::io::Result<tokio::runtime::Runtime> {
-        tokio::runtime::Builder::new_current_thread()
-            .enable_all()
-            .build()
-    }
-
-    /// How many workers: --workers, else one per core the relay may use.
-    pub(crate) fn workers(&self) -> NonZeroUsize {
-        self.workers
-            .unwrap_or_else(|| std::thread::available_parallelism().unwrap_or(NonZeroUsize::MIN))
+        let mut builder = tokio::runtime::Builder::new_multi_thread();
+        if let Some(workers) = self.workers {
+            builder.worker_threads(workers.get());
+        }
+        builder.enable_all().build()
     }
 
     /// The connection limits.

@@ -60,8 +60,8 @@ impl Signals {
 /// What a drain acts on.
 #[derive(Debug)]
 pub(crate) struct Drain<'a> {
-    /// The relay's QUIC endpoints: they refuse from now on, closed at the end.
-    pub(crate) endpoints: &'a [Endpoint],
+    /// The relay's QUIC endpoint: refuses from now on, closed at the end.
+    pub(crate) endpoint: &'a Endpoint,
     /// The sessions being served.
     pub(crate) sessions: &'a Sessions,
     /// The cluster to withdraw from, if any.
@@ -71,7 +71,7 @@ pub(crate) struct Drain<'a> {
 }
 
 impl Drain<'_> {
-    /// Runs the drain to its end, or until a second signal from `signals`; the endpoints are
+    /// Runs the drain to its end, or until a second signal from `signals`; the endpoint is
     /// closed either way (code 0).
     pub(crate) async fn run(self, signals: &mut Signals) {
         if let Some(cluster) = self.cluster {
@@ -88,17 +88,15 @@ impl Drain<'_> {
                 ),
             }
             self.sessions.close_all(CLOSE_GRACE).await;
-            self.endpoints.iter().for_each(Endpoint::close);
-            let idle = futures::future::join_all(self.endpoints.iter().map(Endpoint::wait_idle));
-            let _ = tokio::time::timeout(CLOSE_GRACE, idle).await;
+            self.endpoint.close();
+            let _ = tokio::time::timeout(CLOSE_GRACE, self.endpoint.wait_idle()).await;
         };
-        let refused = futures::future::join_all(self.endpoints.iter().map(refuse_all));
         tokio::select! {
             () = drained => {}
-            _ = refused => {}
+            () = refuse_all(self.endpoint) => {}
             signal = signals.next() => {
                 tracing::warn!(%signal, "second signal: exiting at once");
-                self.endpoints.iter().for_each(Endpoint::close);
+                self.endpoint.close();
             }
         }
     }

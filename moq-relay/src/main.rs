@@ -19,7 +19,6 @@ mod relay;
 mod reload;
 mod sessions;
 mod systemd;
-mod workers;
 
 use std::net::SocketAddr;
 
@@ -44,6 +43,7 @@ fn main() -> std::process::ExitCode {
         }
     };
     args.init_logging();
+    // Built after the settings are read: --workers sizes it.
     let result = args
         .runtime()
         .context("starting the runtime")
@@ -71,22 +71,18 @@ async fn run(args: Args) -> anyhow::Result<()> {
             keys: args.tls_key.clone(),
         }
     };
-    let workers = workers::Workers::start(args.workers()).context("starting the workers")?;
     let tls = source.load()?;
     let fingerprint = tls.fingerprints().into_iter().next().unwrap_or_default();
 
-    // One endpoint per worker on the same port; the main thread's also dials the cluster.
-    let endpoints = Endpoint::bind_group(
+    let endpoint = Endpoint::bind_tuned(
         EndpointConfig {
             bind: args.bind,
             server: Some(tls),
             client: args.client_tls()?,
         },
         args.tuning(),
-        workers.runtimes(),
     )
     .context("cannot listen on udp")?;
-    let endpoint = endpoints[0].clone();
     let addr = endpoint.local_addr().context("local address")?;
     let certs = endpoint.certificates().context("no server side")?.clone();
     tokio::spawn(reload::Reloader::new(certs.clone(), source)?.run());
@@ -179,12 +175,12 @@ async fn run(args: Args) -> anyhow::Result<()> {
         dev,
         metrics: metrics.as_ref().map(|(local, _)| *local),
     };
-    print_banner(addr, &fingerprint, &listeners, endpoints.len());
+    print_banner(addr, &fingerprint, &listeners);
 
     let relay = relay.with_cluster(cluster);
     systemd::ready();
     tokio::select! {
-        () = accept_all(&relay, &endpoints, &workers) => {},
+        () = relay.accept_all(&endpoint) => {},
         signal = signals.next() => {
             tracing::info!(%signal, "shutting down");
         }
@@ -193,7 +189,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     health.start_drain();
     systemd::stopping();
     let drain = drain::Drain {
-        endpoints: &endpoints,
+        endpoint: &endpoint,
         sessions: &relay.sessions,
         cluster: relay.cluster.as_ref(),
         timeout: args.drain_timeout,
@@ -207,22 +203,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     if let Some((_, metrics)) = metrics {
         metrics.abort();
     }
-    workers.stop().await;
     Ok(())
-}
-
-/// Accepts on every endpoint, each on its worker, until the main thread's endpoint closes;
-/// dropped, it stops accepting on all (a drain refuses instead).
-async fn accept_all(relay: &Relay, endpoints: &[Endpoint], workers: &workers::Workers) {
-    let _others = workers::AbortOnDrop(
-        (endpoints.iter().enumerate().skip(1))
-            .map(|(index, endpoint)| {
-                let (relay, endpoint) = (relay.clone(), endpoint.clone());
-                workers.spawn(index, async move { relay.accept_all(&endpoint).await })
-            })
-            .collect(),
-    );
-    relay.accept_all(&endpoints[0]).await;
 }
 
 /// What the TCP listeners serve, for the banner.
@@ -235,7 +216,7 @@ struct Listeners {
     metrics: Option<SocketAddr>,
 }
 
-fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners, workers: usize) {
+fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners) {
     let host = match addr.ip() {
         ip if ip.is_unspecified() || ip.is_loopback() => "localhost".to_string(),
         std::net::IpAddr::V6(ip) => format!("[{ip}]"),
@@ -243,6 +224,7 @@ fn print_banner(addr: SocketAddr, fingerprint: &str, listeners: &Listeners, work
     };
     let port = addr.port();
     println!("moq-relay listening on {addr} (udp)");
+    let workers = tokio::runtime::Handle::current().metrics().num_workers();
     println!("  workers:      {workers}");
     println!("  WebTransport: https://{host}:{port}/");
     println!("  raw QUIC:     moqf://{host}:{port}");

@@ -84,8 +84,6 @@ impl Relay {
         }
     }
 
-    /// Accepts connections until the endpoint closes, each served on the runtime this runs
-    /// on (the endpoint's, see workers.rs).
     pub(crate) async fn accept_all(&self, endpoint: &Endpoint) {
         while let Some(incoming) = endpoint.accept().await {
             let remote = incoming.remote_address();

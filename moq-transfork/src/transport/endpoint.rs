@@ -10,8 +10,9 @@ use web_transport_quinn::http;
 
 use super::certs::CertResolver;
 use super::connection::Connection;
-use super::group;
-use super::quic::{transport_config, validation_tokens, Tuning, IDLE_TIMEOUT, KEEP_ALIVE};
+use super::quic::{
+    transport_config, udp_socket, validation_tokens, Tuning, IDLE_TIMEOUT, KEEP_ALIVE,
+};
 use super::tls::{self, ClientTls, ServerTls, TlsError};
 use crate::{Cause, Error, TransportError};
 
@@ -143,31 +144,6 @@ impl Endpoint {
     /// # Errors
     /// As [`bind`](Self::bind); also [`BindError::Io`] when the OS refuses a buffer size.
     pub fn bind_tuned(config: EndpointConfig, tuning: Tuning) -> Result<Self, BindError> {
-        let mut endpoints = Self::bind_group(config, tuning, &[tokio::runtime::Handle::current()])?;
-        Ok(endpoints.remove(0))
-    }
-
-    /// One endpoint per runtime of `runtimes`, all on the same UDP port, each with its own
-    /// socket and driver on its runtime: a server whose threads each run a single-threaded
-    /// runtime receives, sends and serves each connection on one thread. The kernel hands
-    /// each datagram to the endpoint that issued its connection ID, so a connection stays
-    /// on its endpoint when the client's address changes. The endpoints share their
-    /// certificates ([`Endpoint::certificates`]) and address-validation keys.
-    ///
-    /// Only Linux can steer datagrams so: elsewhere this binds one endpoint, on the first
-    /// runtime.
-    ///
-    /// # Errors
-    /// As [`bind`](Self::bind).
-    ///
-    /// # Panics
-    /// When `runtimes` is empty.
-    pub fn bind_group(
-        config: EndpointConfig,
-        tuning: Tuning,
-        runtimes: &[tokio::runtime::Handle],
-    ) -> Result<Vec<Self>, BindError> {
-        assert!(!runtimes.is_empty(), "an endpoint group needs a runtime");
         let transport = Arc::new(transport_config(IDLE_TIMEOUT, KEEP_ALIVE, &tuning));
 
         let client_config = |alpn: &[u8]| -> Result<quinn::ClientConfig, BindError> {
@@ -198,37 +174,32 @@ impl Endpoint {
             std::io::ErrorKind::AddrInUse => BindError::AddrInUse(addr),
             _ => BindError::Io { addr, source },
         };
-        let members = group::bind(addr, &tuning, runtimes.len()).map_err(io)?;
+        let socket = udp_socket(addr, &tuning).map_err(io)?;
         let runtime = Arc::new(quinn::TokioRuntime);
-        let mut endpoints = Vec::with_capacity(members.len());
-        for (member, handle) in members.into_iter().zip(runtimes) {
-            // The socket registers with, and the endpoint's driver is spawned on, `handle`.
-            let _entered = handle.enter();
-            let socket = quinn::Runtime::wrap_udp_socket(&*runtime, member.socket).map_err(io)?;
-            // How many datagrams one send (GSO) and one receive (GRO) may carry on this
-            // socket; 1 means the kernel offers no offload. Each connection's `udp_tx` stats
-            // show how many it actually sent per call.
-            tracing::debug!(
-                gso = socket.max_transmit_segments(),
-                gro = socket.max_receive_segments(),
-                "UDP segmentation offload"
-            );
-            let quic = quinn::Endpoint::new_with_abstract_socket(
-                member.config,
-                server.clone(),
-                socket,
-                runtime.clone(),
-            )
-            .map_err(io)?;
-            endpoints.push(Self {
-                quic,
-                tuning: tuning.clone(),
-                client_quic: client_quic.clone(),
-                client_webtransport: client_webtransport.clone(),
-                certificates: certificates.clone(),
-            });
-        }
-        Ok(endpoints)
+        let socket = quinn::Runtime::wrap_udp_socket(&*runtime, socket).map_err(io)?;
+        // How many datagrams one send (GSO) and one receive (GRO) may carry on this socket;
+        // 1 means the kernel offers no offload. Each connection's `udp_tx` stats show how
+        // many it actually sent per call.
+        tracing::debug!(
+            gso = socket.max_transmit_segments(),
+            gro = socket.max_receive_segments(),
+            "UDP segmentation offload"
+        );
+        let quic = quinn::Endpoint::new_with_abstract_socket(
+            quinn::EndpointConfig::default(),
+            server,
+            socket,
+            runtime,
+        )
+        .map_err(io)?;
+
+        Ok(Self {
+            quic,
+            tuning,
+            client_quic,
+            client_webtransport,
+            certificates,
+        })
     }
 
     /// The certificates the server side shows, replaceable while it runs (certificate

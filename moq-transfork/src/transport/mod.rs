@@ -9,7 +9,6 @@
 mod certs;
 mod connection;
 mod endpoint;
-mod group;
 #[cfg(feature = "test-util")]
 pub mod memory;
 mod quic;

@@ -142,12 +142,10 @@ pub(super) fn validation_tokens() -> quinn::ValidationTokenConfig {
 }
 
 /// The UDP socket of an endpoint: an IPv6 one is made dual-stack where the OS allows (as
-/// `quinn::Endpoint::client` does), and its buffers are sized as `tuning` asks. With
-/// `reuse_port` it may share its port with others of the same user (SO_REUSEPORT).
+/// `quinn::Endpoint::client` does), and its buffers are sized as `tuning` asks.
 pub(super) fn udp_socket(
     addr: SocketAddr,
     tuning: &Tuning,
-    reuse_port: bool,
 ) -> std::io::Result<std::net::UdpSocket> {
     use socket2::{Domain, Protocol, Socket, Type};
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
@@ -169,10 +167,6 @@ pub(super) fn udp_socket(
             recv = socket.recv_buffer_size()?,
             "UDP socket buffers"
         );
-    }
-    if reuse_port {
-        #[cfg(unix)]
-        socket.set_reuse_port(true)?;
     }
     socket.bind(&addr.into())?;
     Ok(socket.into())
