@@ -8,6 +8,7 @@ mod credit;
 mod fetched;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;
+mod group_stream;
 mod options;
 mod priority;
 mod publisher;

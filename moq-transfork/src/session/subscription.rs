@@ -18,18 +18,19 @@ use futures::StreamExt;
 use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::group_stream::{GroupEvent, GroupSender};
 use super::priority::{started_priority, stream_priority};
-use super::schedule::{send_frame, Admitted, SendScheduler, WriteClass};
+use super::schedule::{SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::SessionStats;
-use crate::message::{GroupDrop, GroupHeader, Subscribe, SubscribeUpdate, UniStream};
+use crate::message::{GroupDrop, Subscribe, SubscribeUpdate};
 use crate::model::{GroupConsumer, TrackConsumer};
 use crate::transport::Connection;
 use crate::{Error, GroupOrder};
 
 /// How long a finished subscription waits for its last group streams to be acknowledged, and
 /// for its pending GROUP_DROPs to be written, before it FINs the subscribe stream.
-const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
+pub(super) const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
 
 /// GROUP_DROP messages waiting to be written. A subscriber too slow to take even these only
 /// misses some reports (they are advisory; spec §15.7): the serving loop never waits on them.
@@ -59,14 +60,6 @@ struct InFlight {
 
 /// A group's future: its stream written, then acknowledged.
 type GroupFuture = Abortable<Pin<Box<dyn Future<Output = GroupEvent> + Send>>>;
-
-/// What a group's future reports.
-enum GroupEvent {
-    /// Completely written: the stream now waits for the acknowledgement.
-    Written(u64, GroupStream),
-    /// Acknowledged (or no longer waited for), or failed.
-    Done(u64, Result<(), Error>),
-}
 
 /// What the subscription waits for besides its groups, each woken on its own.
 enum Control {
@@ -466,135 +459,5 @@ impl DropReports {
             let written = written.wait_for(|written| *written >= queued);
             let _ = tokio::time::timeout(REPORT_FLUSH_TIMEOUT, written).await;
         }
-    }
-}
-
-/// What a group's future needs besides the group: where it goes and how it counts.
-struct GroupSender {
-    /// The in-flight id.
-    id: u64,
-    subscribe: u64,
-    /// How its writes are scheduled among the connection's others; its rank is the stream's
-    /// QUIC priority.
-    class: WriteClass,
-    scheduler: Arc<SendScheduler>,
-    /// Payload bytes written, which the subscription counts against its byte window while
-    /// the group is in flight.
-    bytes: Arc<AtomicU64>,
-    stats: Arc<SessionStats>,
-}
-
-/// A group's stream from its opening until the peer acknowledged it. Dropped before that (a
-/// cancel, the subscription's end), it resets the stream: what the peer has not
-/// acknowledged is abandoned, and the transport's send buffer freed.
-struct GroupStream {
-    writer: Writer,
-    /// What the stream's writes had admitted, given back to the scheduler when the stream
-    /// is reset: what of it did not leave never will.
-    admitted: Admitted,
-    scheduler: Arc<SendScheduler>,
-    stats: Arc<SessionStats>,
-    /// Acknowledged, or reset already.
-    settled: bool,
-}
-
-impl GroupStream {
-    /// Resets the stream with the code of `err`.
-    fn fail(mut self, err: &Error) {
-        self.reset(err);
-    }
-
-    fn reset(&mut self, err: &Error) {
-        self.writer.reset(err);
-        self.stats.reset(err);
-        self.scheduler.abandon(self.admitted);
-        self.settled = true;
-    }
-
-    /// Waits (bounded) for the peer to acknowledge the whole stream, or to stop it.
-    async fn acknowledged(mut self, id: u64) -> GroupEvent {
-        let acknowledged = tokio::time::timeout(FINAL_FLUSH_TIMEOUT, self.writer.acknowledged());
-        if let Ok(Err(_)) = acknowledged.await {
-            // Stopped by the peer: what the transport held unsent is discarded.
-            self.scheduler.abandon(self.admitted);
-        }
-        self.settled = true;
-        GroupEvent::Done(id, Ok(()))
-    }
-}
-
-impl Drop for GroupStream {
-    fn drop(&mut self) {
-        if !self.settled {
-            self.reset(&Error::Cancel);
-        }
-    }
-}
-
-impl GroupSender {
-    /// Sends one group on a uni stream of its own (spec §5.6), once the reports it must
-    /// follow are out; the stream then waits for its acknowledgement.
-    async fn run(
-        self,
-        conn: Connection,
-        group: GroupConsumer,
-        reported: Option<impl Future<Output = ()>>,
-    ) -> GroupEvent {
-        if let Some(reported) = reported {
-            reported.await;
-        }
-        let stream = match conn.open_uni().await {
-            Ok(stream) => stream,
-            Err(err) => return GroupEvent::Done(self.id, Err(err)),
-        };
-        let mut stream = GroupStream {
-            writer: Writer::new(stream),
-            admitted: Admitted::default(),
-            scheduler: self.scheduler.clone(),
-            stats: self.stats.clone(),
-            settled: false,
-        };
-        match self.write_group(&mut stream, group).await {
-            Ok(()) => GroupEvent::Written(self.id, stream),
-            Err(err) => {
-                stream.fail(&err);
-                GroupEvent::Done(self.id, Err(err))
-            }
-        }
-    }
-
-    /// Writes the group header and every frame, then FIN, counting the payload written.
-    async fn write_group(
-        &self,
-        stream: &mut GroupStream,
-        mut group: GroupConsumer,
-    ) -> Result<(), Error> {
-        let writer = &mut stream.writer;
-        writer.set_priority(self.class.rank);
-        let header = GroupHeader {
-            subscribe: self.subscribe,
-            sequence: group.sequence(),
-        };
-        writer.encode2(&UniStream::Group, &header).await?;
-        self.stats.group_sent();
-        let mut batch = Vec::new();
-        let mut class = self.class;
-        while let Some(frame) = group.next_frame().await? {
-            self.stats.frame_sent();
-            send_frame(
-                writer,
-                &self.scheduler,
-                &mut class,
-                frame,
-                &mut batch,
-                &mut stream.admitted,
-                |len| {
-                    self.bytes.fetch_add(len, Ordering::Relaxed);
-                    self.stats.sent(len);
-                },
-            )
-            .await?;
-        }
-        writer.finish()
     }
 }
