@@ -48,6 +48,14 @@ impl FrameShared {
         Self::with(size, chunks, Some(Ok(())))
     }
 
+    /// A frame of `size` bytes whose first bytes are `chunks` (taken, left empty), at most
+    /// `size` of them.
+    pub(crate) fn started(size: u64, chunks: &mut Vec<Bytes>) -> Arc<Self> {
+        let chunks: Vec<Bytes> = chunks.drain(..).filter(|chunk| !chunk.is_empty()).collect();
+        let written: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        Self::with(size, chunks, (written == size).then_some(Ok(())))
+    }
+
     /// A frame that failed before it started (its group was already closed).
     pub(crate) fn failed(size: u64, err: Error) -> Arc<Self> {
         Self::with(size, Vec::new(), Some(Err(err)))
@@ -94,7 +102,7 @@ pub struct FrameProducer {
 
 impl FrameProducer {
     pub(crate) fn new(frame: Arc<FrameShared>, group: Arc<GroupShared>) -> Self {
-        let remaining = frame.size;
+        let remaining = frame.size - lock(&frame.state).written;
         Self {
             frame,
             group,

@@ -189,6 +189,31 @@ impl GroupProducer {
         FrameProducer::new(frame, self.shared.clone())
     }
 
+    /// Appends a frame of `size` bytes whose first bytes are `chunks` (left empty for reuse),
+    /// to be completed by the returned producer. Consumers wake once for the frame and its
+    /// first chunks together, where [`create_frame`](Self::create_frame) followed by
+    /// [`FrameProducer::write_chunks`] wakes them twice: a receiver that has part of a frame
+    /// in hand publishes the frame with it.
+    ///
+    /// # Errors
+    ///
+    /// [`Error::WrongSize`] if `chunks` hold more than `size` bytes, or the error the group
+    /// was closed with ([`Error::Cancel`] if it was finished); nothing is appended then.
+    pub fn create_frame_with(
+        &mut self,
+        size: u64,
+        chunks: &mut Vec<Bytes>,
+    ) -> Result<FrameProducer, Error> {
+        let written: u64 = chunks.iter().map(|chunk| chunk.len() as u64).sum();
+        if written > size {
+            chunks.clear();
+            return Err(Error::WrongSize);
+        }
+        let frame = FrameShared::started(size, chunks);
+        self.shared.push(frame.clone(), written)?;
+        Ok(FrameProducer::new(frame, self.shared.clone()))
+    }
+
     /// The number of frames appended so far.
     pub fn frame_count(&self) -> usize {
         lock(&self.shared.state).frames.len()

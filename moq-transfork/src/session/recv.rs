@@ -9,7 +9,7 @@ use futures::FutureExt;
 use super::stream::Reader;
 use super::SessionStats;
 use crate::message::FrameHeader;
-use crate::model::{CacheBudget, GroupProducer};
+use crate::model::{CacheBudget, FrameProducer, GroupProducer};
 use crate::Error;
 
 /// What one group read from the peer may cost.
@@ -113,7 +113,8 @@ pub(super) async fn read_frames(
             return Err(Error::BoundsExceeded);
         }
         limits.stats.frame_received();
-        let mut frame = group.create_frame(size);
+        // Published with its first chunks, so that its consumers wake once for both.
+        let mut frame: Option<FrameProducer> = None;
         let mut remaining = size;
         while remaining > 0 {
             let max = usize::try_from(remaining).unwrap_or(usize::MAX);
@@ -130,13 +131,17 @@ pub(super) async fn read_frames(
                     Ok(None) => return Err(Error::WrongSize),
                     Err(err) => {
                         // Close the frame with the real cause; dropping it would say WrongSize.
-                        frame.close(err.clone());
+                        if let Some(frame) = frame {
+                            frame.close(err.clone());
+                        }
                         return Err(err);
                     }
                 };
                 let len = chunk.len() as u64;
                 if !limits.take(len) {
-                    frame.close(Error::BoundsExceeded);
+                    if let Some(frame) = frame {
+                        frame.close(Error::BoundsExceeded);
+                    }
                     return Err(Error::BoundsExceeded);
                 }
                 limits.stats.received(len);
@@ -152,7 +157,14 @@ pub(super) async fn read_frames(
                     None => break,
                 }
             }
-            frame.write_chunks(&mut batch)?;
+            match &mut frame {
+                Some(frame) => frame.write_chunks(&mut batch)?,
+                None => frame = Some(group.create_frame_with(size, &mut batch)?),
+            }
+        }
+        if frame.is_none() {
+            // An empty frame: nothing to wait for.
+            group.create_frame_with(0, &mut batch)?;
         }
     }
 }

@@ -170,3 +170,66 @@ fn write_chunks_appends_a_batch_with_one_wake() {
     assert_eq!(ready(consumer.read()), Ok(Some(Bytes::from_static(b"lo"))));
     assert_eq!(ready(consumer.read()), Ok(None));
 }
+
+#[test]
+fn a_frame_created_with_its_first_chunks_wakes_its_reader_once() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let (counter, waker) = Counter::new();
+    assert!(poll_with(&waker, |cx| reader.poll_next_frame(cx)).is_pending());
+    let first = Bytes::from_static(b"he");
+    let mut batch = vec![first.clone(), Bytes::new(), Bytes::from_static(b"l")];
+    let mut frame = group.create_frame_with(5, &mut batch).unwrap();
+    assert!(batch.is_empty());
+    assert_eq!(counter.count(), 1);
+    assert_eq!(frame.remaining(), 2);
+    // The reader finds the frame with its chunks: no second wake-up to wait for.
+    let mut consumer = ready(reader.next_frame()).unwrap().unwrap();
+    let mut chunks = Vec::new();
+    assert_eq!(ready(consumer.read_chunks(&mut chunks)), Ok(2));
+    assert_eq!(chunks[0].as_ptr(), first.as_ptr());
+    frame.write(Bytes::from_static(b"lo")).unwrap();
+    assert_eq!(ready(consumer.read()), Ok(Some(Bytes::from_static(b"lo"))));
+    assert_eq!(ready(consumer.read()), Ok(None));
+}
+
+#[test]
+fn a_frame_created_whole_needs_no_more_writes() {
+    let (_track, mut group) = group();
+    let mut reader = group.subscribe();
+    let frame = group
+        .create_frame_with(3, &mut vec![Bytes::from_static(b"abc")])
+        .unwrap();
+    assert_eq!(frame.remaining(), 0);
+    drop(frame);
+    assert!(!group.is_closed(), "a complete frame closes nothing");
+    drop(group.create_frame_with(0, &mut Vec::new()).unwrap());
+    assert_eq!(
+        ready(reader.read_frame()),
+        Ok(Some(Bytes::from_static(b"abc")))
+    );
+    assert_eq!(ready(reader.read_frame()), Ok(Some(Bytes::new())));
+}
+
+#[test]
+fn a_frame_created_with_too_much_or_in_a_closed_group_is_refused() {
+    let (track, mut group) = group();
+    let mut reader = group.subscribe();
+    let mut batch = vec![Bytes::from_static(b"abcd")];
+    assert_eq!(
+        group.create_frame_with(3, &mut batch).err(),
+        Some(Error::WrongSize)
+    );
+    assert!(batch.is_empty(), "the batch is left empty for reuse");
+    assert_eq!(group.frame_count(), 0, "nothing appended");
+
+    track.close(Error::App(7));
+    assert_eq!(
+        group
+            .create_frame_with(1, &mut vec![Bytes::from_static(b"x")])
+            .err(),
+        Some(Error::App(7))
+    );
+    assert_eq!(group.frame_count(), 0, "nothing appended");
+    assert_eq!(ready(reader.read_frame()), Err(Error::App(7)));
+}
