@@ -5,6 +5,7 @@
 //! announce and subscribe requests, and subscribe to the peer's tracks.
 
 mod credit;
+mod drop_reports;
 mod fetched;
 #[cfg(feature = "fuzzing")]
 mod fuzzing;

@@ -15,15 +15,15 @@ use std::time::Duration;
 use futures::future::{AbortHandle, Abortable, Aborted};
 use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll};
 use futures::StreamExt;
-use tokio::sync::{mpsc, watch};
 use tokio::time::Instant;
 
+use super::drop_reports::DropReports;
 use super::group_stream::{GroupEvent, GroupSender};
 use super::priority::{started_priority, stream_priority};
 use super::schedule::{SendScheduler, WriteClass};
 use super::stream::{Reader, Writer};
 use super::SessionStats;
-use crate::message::{GroupDrop, Subscribe, SubscribeUpdate};
+use crate::message::{Subscribe, SubscribeUpdate};
 use crate::model::{GroupConsumer, TrackConsumer};
 use crate::transport::Connection;
 use crate::{Error, GroupOrder};
@@ -31,15 +31,6 @@ use crate::{Error, GroupOrder};
 /// How long a finished subscription waits for its last group streams to be acknowledged, and
 /// for its pending GROUP_DROPs to be written, before it FINs the subscribe stream.
 pub(super) const FINAL_FLUSH_TIMEOUT: Duration = Duration::from_secs(2);
-
-/// GROUP_DROP messages waiting to be written. A subscriber too slow to take even these only
-/// misses some reports (they are advisory; spec §15.7): the serving loop never waits on them.
-const MAX_PENDING_DROPS: usize = 64;
-
-/// How long a new group waits for queued GROUP_DROPs to be written first. Without it the new
-/// group's data takes the connection's send window that the dropped group just freed, and the
-/// reports of a stalled subscriber would never leave.
-const REPORT_FLUSH_TIMEOUT: Duration = Duration::from_millis(100);
 
 /// One group in flight to the subscriber.
 struct InFlight {
@@ -129,57 +120,29 @@ impl Subscription {
     }
 
     /// Serves groups until the track ends, the subscriber cancels, or an error; INFO has
-    /// already been written. GROUP_DROPs go out from a writer of their own, so a subscribe
-    /// stream blocked by a stalled peer never stalls the serving.
+    /// already been written. GROUP_DROPs are written as the serving goes, never waited on, so
+    /// a subscribe stream blocked by a stalled peer never stalls the serving.
     pub(super) async fn run(
         self,
         track: TrackConsumer,
         writer: &mut Writer,
         reader: &mut Reader,
     ) -> Result<(), Error> {
-        let (drops_tx, mut drops_rx) = mpsc::channel::<GroupDrop>(MAX_PENDING_DROPS);
-        let (written_tx, written_rx) = watch::channel(0u64);
-        let mut writing = Box::pin(async {
-            while let Some(drop) = drops_rx.recv().await {
-                writer.encode(&drop).await?;
-                written_tx.send_modify(|written| *written += 1);
-            }
-            Ok::<(), Error>(())
-        });
-        let reports = DropReports {
-            tx: drops_tx,
-            queued: 0,
-            written: written_rx,
-        };
-        let serving = self.serve(track, reader, reports);
-        tokio::pin!(serving);
-
-        let result = tokio::select! {
-            res = &mut serving => res,
-            res = &mut writing => match res {
-                // The report channel closes only once serving is over.
-                Ok(()) => serving.await,
-                Err(err) => Err(err),
-            },
-        };
-        let flushed = match result {
-            // Let the last reports out, within bounds, before the FIN.
-            Ok(()) => tokio::time::timeout(FINAL_FLUSH_TIMEOUT, &mut writing)
-                .await
-                .map_err(|_| Error::timeout("the last writes of a subscribe stream"))
-                .and_then(|written| written),
-            Err(err) => Err(err),
-        };
-        // A write cut short may have left half a message: then only a reset is correct.
-        drop(writing);
-        flushed.and_then(|()| writer.finish())
+        let mut drops = DropReports::new(writer);
+        self.serve(track, reader, &mut drops).await?;
+        // Let the last reports out, within bounds, before the FIN. A write cut short may have
+        // left half a message: then only a reset is correct.
+        tokio::time::timeout(FINAL_FLUSH_TIMEOUT, drops.flush())
+            .await
+            .map_err(|_| Error::timeout("the last writes of a subscribe stream"))??;
+        writer.finish()
     }
 
     async fn serve(
         mut self,
         track: TrackConsumer,
         reader: &mut Reader,
-        mut drops: DropReports,
+        drops: &mut DropReports<'_>,
     ) -> Result<(), Error> {
         // Polled only when woken: a frame for a group does not poll the track or the reader.
         let mut control: SelectAll<BoxStream<'_, Control>> =
@@ -208,10 +171,14 @@ impl Subscription {
                 // starts.
                 biased;
                 Some(event) = self.groups.next(), if !self.groups.is_empty() => {
-                    self.progress(event, &mut drops);
+                    self.progress(event, drops);
+                },
+                // Polled only while a report is being written.
+                res = std::future::poll_fn(|cx| drops.poll_written(cx)), if drops.is_writing() => {
+                    res?;
                 },
                 Some(event) = control.next() => match event {
-                    Control::Group(Ok(Some(group))) => self.start_group(group, &mut drops),
+                    Control::Group(Ok(Some(group))) => self.start_group(group, drops),
                     Control::Group(Ok(None)) => track_done = true,
                     // The track's end, or the subscribe stream's: the subscription is over.
                     // Whatever is still in flight is reset (by dropping `self`).
@@ -225,7 +192,7 @@ impl Subscription {
                 },
                 () = &mut expiry, if armed.is_some() => {
                     armed = None;
-                    self.drop_stale(&mut drops);
+                    self.drop_stale(drops);
                 },
             }
         }
@@ -233,7 +200,7 @@ impl Subscription {
 
     /// A group's future made progress (an aborted one was already forgotten). Groups are
     /// found by id: a sequence may be in flight twice after a handover.
-    fn progress(&mut self, event: Result<GroupEvent, Aborted>, drops: &mut DropReports) {
+    fn progress(&mut self, event: Result<GroupEvent, Aborted>, drops: &mut DropReports<'_>) {
         let (id, result) = match event {
             Ok(GroupEvent::Written(id, stream)) => {
                 if let Some(group) = self.inflight.iter_mut().find(|g| g.id == id) {
@@ -295,7 +262,7 @@ impl Subscription {
     }
 
     /// Starts sending `group`, first making room by dropping the oldest in-flight group.
-    fn start_group(&mut self, group: GroupConsumer, drops: &mut DropReports) {
+    fn start_group(&mut self, group: GroupConsumer, drops: &mut DropReports<'_>) {
         let sequence = group.sequence();
         if self.is_expired(group.created()) {
             drops.report(sequence, &Error::Cancel);
@@ -362,7 +329,7 @@ impl Subscription {
             stats: self.stats.clone(),
         };
         let bytes = sender.bytes.clone();
-        // After a drop, the reports go first (see REPORT_FLUSH_TIMEOUT).
+        // After a drop, the reports go first (see `DropReports::flushed`).
         let reported = dropped_any.then(|| drops.flushed());
         let (abort, registration) = AbortHandle::new_pair();
         let created = group.created();
@@ -383,7 +350,7 @@ impl Subscription {
     }
 
     /// Drops the groups that expired or lagged too long behind a newer one.
-    fn drop_stale(&mut self, drops: &mut DropReports) {
+    fn drop_stale(&mut self, drops: &mut DropReports<'_>) {
         let now = Instant::now();
         let inflight = std::mem::take(&mut self.inflight);
         for group in inflight {
@@ -399,7 +366,7 @@ impl Subscription {
     /// Gives up on an in-flight group. Its future is dropped, resetting the stream, the next
     /// time the groups are polled, before a group started after this call writes anything:
     /// they run in the order they were woken.
-    fn cancel(&mut self, group: InFlight, drops: &mut DropReports) {
+    fn cancel(&mut self, group: InFlight, drops: &mut DropReports<'_>) {
         group.abort.abort();
         self.stats.group_dropped();
         drops.report(group.sequence, &Error::Cancel);
@@ -426,38 +393,4 @@ fn updates(reader: &mut Reader) -> BoxStream<'_, Control> {
         Some((Control::Update(next), more.then_some(reader)))
     })
     .boxed()
-}
-
-/// GROUP_DROP reports on their way to the subscribe stream's writer.
-struct DropReports {
-    tx: mpsc::Sender<GroupDrop>,
-    /// Reports queued so far.
-    queued: u64,
-    /// Reports written so far, as the writer counts them.
-    written: watch::Receiver<u64>,
-}
-
-impl DropReports {
-    /// Queues a GROUP_DROP for `sequence`, unless the subscriber is too far behind to take it.
-    fn report(&mut self, sequence: u64, err: &Error) {
-        let drop = GroupDrop {
-            sequence,
-            count: 0,
-            code: err.code(),
-        };
-        match self.tx.try_send(drop) {
-            Ok(()) => self.queued += 1,
-            Err(_) => tracing::debug!(sequence, "group drop not reported: subscriber not reading"),
-        }
-    }
-
-    /// Resolves once every report queued so far is written, or after a short while.
-    fn flushed(&self) -> impl Future<Output = ()> + Send + 'static {
-        let queued = self.queued;
-        let mut written = self.written.clone();
-        async move {
-            let written = written.wait_for(|written| *written >= queued);
-            let _ = tokio::time::timeout(REPORT_FLUSH_TIMEOUT, written).await;
-        }
-    }
 }
