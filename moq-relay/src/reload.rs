@@ -1,14 +1,16 @@
 //! Certificate reload: on SIGHUP, and when a file in the directory of a `--tls-cert` or
 //! `--tls-key` changes, the relay loads its certificates again; new handshakes show them,
-//! established sessions keep theirs. A file that cannot be loaded (broken, half-written, a
-//! key that does not match) is logged as an error and the current certificates stay.
+//! established sessions keep theirs. A change elsewhere in those directories (a log file
+//! written next to the certificate, say) is told apart by the files' metadata and reads
+//! nothing. A file that cannot be loaded (broken, half-written, a key that does not match) is
+//! logged as an error and the current certificates stay.
 //!
 //! The generated development certificate is renewed daily, well within its 10 days of
 //! validity, and on SIGHUP.
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 use anyhow::Context;
 use moq_transfork::transport::{CertResolver, ServerTls};
@@ -38,6 +40,21 @@ pub(crate) enum Source {
 }
 
 impl Source {
+    /// What the certificate and key files are now, as far as their metadata tells; `None` for
+    /// a generated certificate.
+    fn stamp(&self) -> Option<Vec<FileStamp>> {
+        match self {
+            Self::Files { certs, keys } => Some(
+                certs
+                    .iter()
+                    .chain(keys)
+                    .map(|path| FileStamp::of(path))
+                    .collect(),
+            ),
+            Self::Generated(_) => None,
+        }
+    }
+
     /// Loads or generates the certificates.
     pub(crate) fn load(&self) -> Result<ServerTls, moq_transfork::transport::TlsError> {
         match self {
@@ -53,6 +70,8 @@ pub(crate) struct Reloader {
     certs: Arc<CertResolver>,
     source: Source,
     hangup: Hangup,
+    /// The files as they were when last loaded.
+    loaded: Option<Vec<FileStamp>>,
     /// A message whenever a watched directory changed; the watcher lives as long as this.
     changes: Option<(notify::RecommendedWatcher, mpsc::Receiver<()>)>,
 }
@@ -77,6 +96,7 @@ impl Reloader {
         };
         Ok(Self {
             certs,
+            loaded: source.stamp(),
             source,
             hangup: install_hangup().context("installing the SIGHUP handler")?,
             changes,
@@ -88,12 +108,19 @@ impl Reloader {
         let generated = matches!(self.source, Source::Generated(_));
         let mut renew_at = Instant::now() + RENEW_EVERY;
         loop {
-            let why = tokio::select! {
-                () = hangup(&mut self.hangup) => "SIGHUP",
-                () = changed(&mut self.changes) => "file change",
-                () = tokio::time::sleep_until(renew_at), if generated => "renewal",
+            let (why, if_changed) = tokio::select! {
+                () = hangup(&mut self.hangup) => ("SIGHUP", false),
+                () = changed(&mut self.changes) => ("file change", true),
+                () = tokio::time::sleep_until(renew_at), if generated => ("renewal", false),
             };
             renew_at = Instant::now() + RENEW_EVERY;
+            let stamp = self.source.stamp();
+            if if_changed && stamp == self.loaded {
+                // Another file of the directory changed.
+                continue;
+            }
+            // Taken before reading: a write meanwhile shows as a change next time.
+            self.loaded = stamp;
             self.reload(why);
         }
     }
@@ -157,6 +184,36 @@ async fn changed(changes: &mut Option<(notify::RecommendedWatcher, mpsc::Receive
     while rx.try_recv().is_ok() {}
 }
 
+/// What a file's metadata says about its content, symlinks followed: a new file renamed over
+/// it or a swapped symlink has another inode, a write changes its modification (and, on Unix,
+/// change) time or size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileStamp(Option<FileMeta>);
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct FileMeta {
+    len: u64,
+    modified: Option<SystemTime>,
+    /// Device, inode, and change time in seconds and nanoseconds.
+    #[cfg(unix)]
+    identity: (u64, u64, i64, i64),
+}
+
+impl FileStamp {
+    /// The stamp of `path` now; an unreadable file has one of its own.
+    fn of(path: &Path) -> Self {
+        Self(std::fs::metadata(path).ok().map(|meta| FileMeta {
+            len: meta.len(),
+            modified: meta.modified().ok(),
+            #[cfg(unix)]
+            identity: {
+                use std::os::unix::fs::MetadataExt;
+                (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
+            },
+        }))
+    }
+}
+
 /// Watches the directories holding `files`: renewal tools replace files by renaming or by
 /// swapping symlinks, which a watch on the file itself would not survive.
 fn watch<'a>(
@@ -193,7 +250,68 @@ fn watch<'a>(
 
 #[cfg(test)]
 mod tests {
+    use moq_test_support::TempDir;
+
     use super::*;
+
+    #[test]
+    fn only_a_change_of_the_certificate_files_shows_in_their_stamp() {
+        let dir = TempDir::new("stamp");
+        let (cert, key) = (dir.path().join("cert.pem"), dir.path().join("key.pem"));
+        std::fs::write(&cert, "cert").unwrap();
+        std::fs::write(&key, "key").unwrap();
+        let source = Source::Files {
+            certs: vec![cert.clone()],
+            keys: vec![key.clone()],
+        };
+        let first = source.stamp();
+
+        // What else the directory holds changes nothing.
+        std::fs::write(dir.path().join("relay.log"), "a line").unwrap();
+        assert_eq!(source.stamp(), first);
+
+        // A new file renamed over the certificate, as renewal tools do, even of the same size.
+        let fresh = dir.path().join("cert.pem.new");
+        std::fs::write(&fresh, "CERT").unwrap();
+        std::fs::rename(&fresh, &cert).unwrap();
+        let renamed = source.stamp();
+        assert_ne!(renamed, first);
+
+        // The key written in place, longer.
+        std::fs::write(&key, "a longer key").unwrap();
+        let written = source.stamp();
+        assert_ne!(written, renamed);
+
+        // A file gone has a stamp of its own.
+        std::fs::remove_file(&key).unwrap();
+        assert_ne!(source.stamp(), written);
+        assert_eq!(Source::Generated(vec!["localhost".into()]).stamp(), None);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn a_swapped_symlink_shows_in_the_stamp() {
+        // Kubernetes updates a mounted secret by pointing `..data` at a new directory.
+        let dir = TempDir::new("stamp-link");
+        for version in ["v1", "v2"] {
+            std::fs::create_dir(dir.path().join(version)).unwrap();
+            std::fs::write(dir.path().join(version).join("cert.pem"), "same").unwrap();
+        }
+        let data = dir.path().join("..data");
+        std::os::unix::fs::symlink("v1", &data).unwrap();
+        let cert = dir.path().join("cert.pem");
+        std::os::unix::fs::symlink("..data/cert.pem", &cert).unwrap();
+        let source = Source::Files {
+            certs: vec![cert],
+            keys: vec![],
+        };
+        let first = source.stamp();
+
+        let next = dir.path().join("..data_tmp");
+        std::os::unix::fs::symlink("v2", &next).unwrap();
+        std::fs::rename(&next, &data).unwrap();
+        assert_ne!(source.stamp(), first);
+    }
 
     #[tokio::test(start_paused = true)]
     async fn the_generated_certificate_is_renewed_daily() {
