@@ -18,13 +18,14 @@ mod metrics;
 mod relay;
 mod reload;
 mod sessions;
+mod sockets;
 mod systemd;
 
 use std::net::SocketAddr;
 
 use anyhow::Context;
 use moq_cluster::{Cluster, ClusterConfig};
-use moq_transfork::transport::{CertResolver, Endpoint, EndpointConfig};
+use moq_transfork::transport::{CertResolver, EndpointConfig};
 
 use args::Args;
 use relay::Relay;
@@ -74,15 +75,16 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let tls = source.load()?;
     let fingerprint = tls.fingerprints().into_iter().next().unwrap_or_default();
 
-    let endpoint = Endpoint::bind_tuned(
+    let (endpoint, listener) = sockets::bind(
         EndpointConfig {
             bind: args.bind,
             server: Some(tls),
             client: args.client_tls()?,
         },
         args.tuning(),
+        !args.obs.no_http,
     )
-    .context("cannot listen on udp")?;
+    .await?;
     let addr = endpoint.local_addr().context("local address")?;
     let certs = endpoint.certificates().context("no server side")?.clone();
     tokio::spawn(reload::Reloader::new(certs.clone(), source)?.run());
@@ -104,12 +106,7 @@ async fn run(args: Args) -> anyhow::Result<()> {
     let relay = Relay::new(args.session(), args.limits())
         .with_announce_limits(args.announce_max_per_session, args.announce_max_total)
         .with_auth(auth);
-    let http = if args.obs.no_http {
-        None
-    } else {
-        let listener = tokio::net::TcpListener::bind(addr)
-            .await
-            .with_context(|| format!("cannot listen on tcp {addr} for http"))?;
+    let http = if let Some(listener) = listener {
         let site = http::Site {
             fingerprint: dev.then(|| certs.clone()),
             page,
@@ -120,6 +117,8 @@ async fn run(args: Args) -> anyhow::Result<()> {
             },
         };
         Some(tokio::spawn(http::serve(listener, https.clone(), site)))
+    } else {
+        None
     };
     let cluster = Cluster::new(ClusterConfig {
         root: args.cluster_root.clone(),
