@@ -138,13 +138,19 @@ mod tests {
 
     use super::*;
     use crate::session::stream::Reader;
-    use crate::transport::memory;
+    use crate::transport::{memory, Connection};
+
+    /// A uni stream over memory, with both connections kept open.
+    async fn stream() -> (Connection, Connection, Writer, Reader) {
+        let (a, b) = memory::pair();
+        let writer = Writer::new(a.open_uni().await.unwrap());
+        let reader = Reader::new(b.accept_uni().await.unwrap());
+        (a, b, writer, reader)
+    }
 
     #[tokio::test(start_paused = true)]
     async fn reports_go_out_in_order_and_past_the_bound_are_left_out() {
-        let (a, b) = memory::pair();
-        let mut writer = Writer::new(a.open_uni().await.unwrap());
-        let mut reader = Reader::new(b.accept_uni().await.unwrap());
+        let (_a, _b, mut writer, mut reader) = stream().await;
 
         let mut drops = DropReports::new(&mut writer);
         assert!(!drops.is_writing());
@@ -168,9 +174,7 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_report_is_written_when_polled() {
-        let (a, b) = memory::pair();
-        let mut writer = Writer::new(a.open_uni().await.unwrap());
-        let mut reader = Reader::new(b.accept_uni().await.unwrap());
+        let (_a, _b, mut writer, mut reader) = stream().await;
 
         let mut drops = DropReports::new(&mut writer);
         let flushed = drops.flushed();
