@@ -13,8 +13,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use futures::future::{AbortHandle, Abortable, Aborted};
-use futures::stream::{self, BoxStream, FuturesUnordered, SelectAll};
-use futures::StreamExt;
+use futures::stream::FuturesUnordered;
+use futures::{FutureExt, StreamExt};
 use tokio::time::Instant;
 
 use super::drop_reports::DropReports;
@@ -49,19 +49,32 @@ struct InFlight {
     bytes: Arc<AtomicU64>,
 }
 
-/// A group's future: its stream written, then acknowledged.
-type GroupFuture = Abortable<Pin<Box<dyn Future<Output = GroupEvent> + Send>>>;
-
-/// What the subscription waits for besides its groups, each woken on its own.
-enum Control {
-    /// The track's next group, its end, or its error.
-    Group(Result<Option<GroupConsumer>, Error>),
-    /// The subscribe stream's next update, its FIN (a cancel), or its error.
-    Update(Result<Option<SubscribeUpdate>, Error>),
+/// What one of a subscription's futures came to.
+enum Event<'r> {
+    /// A group's stream was written, or is done; or its future was given up on.
+    Group(Result<GroupEvent, Aborted>),
+    /// The track's next group, its end, or its error; with the track, to wait for the next.
+    Track(Result<Option<GroupConsumer>, Error>, TrackConsumer),
+    /// The subscribe stream's next update, its FIN (a cancel), or its error; with the reader.
+    Update(Result<Option<SubscribeUpdate>, Error>, &'r mut Reader),
 }
 
-/// The serving side of one subscription.
-pub(super) struct Subscription {
+/// One of a subscription's futures: a group's (its stream written, then acknowledged), the
+/// track's next group, or the subscribe stream's next update.
+type Waiting<'r> = Pin<Box<dyn Future<Output = Event<'r>> + Send + 'r>>;
+
+/// What the serving loop does after an event.
+enum Next {
+    Serve,
+    /// The track's next group arrived; it starts once the events ready with it are handled.
+    Start(GroupConsumer, TrackConsumer),
+    /// The subscriber cancelled: the subscription ends.
+    End,
+}
+
+/// The serving side of one subscription, reading updates from a subscribe stream that lives
+/// for `'r`.
+pub(super) struct Subscription<'r> {
     conn: Connection,
     scheduler: Arc<SendScheduler>,
     id: u64,
@@ -71,8 +84,10 @@ pub(super) struct Subscription {
     window: Window,
     /// Groups started and not yet acknowledged, oldest first.
     inflight: VecDeque<InFlight>,
-    /// Their futures; dropping one (the subscription ending) resets its stream.
-    groups: FuturesUnordered<GroupFuture>,
+    /// Their futures, and the track's and the subscribe stream's, each polled only when
+    /// woken: a frame wakes the writer of its group and nothing else. Dropping a group's
+    /// future (the subscription ending) resets its stream.
+    waiting: FuturesUnordered<Waiting<'r>>,
     /// The id of the next group to start.
     next_id: u64,
     stats: Arc<SessionStats>,
@@ -92,7 +107,7 @@ pub(super) struct Window {
     pub(super) lag: Duration,
 }
 
-impl Subscription {
+impl<'r> Subscription<'r> {
     pub(super) fn new(
         conn: Connection,
         scheduler: Arc<SendScheduler>,
@@ -113,7 +128,7 @@ impl Subscription {
                 ..window
             },
             inflight: VecDeque::new(),
-            groups: FuturesUnordered::new(),
+            waiting: FuturesUnordered::new(),
             next_id: 0,
             stats,
         }
@@ -126,7 +141,7 @@ impl Subscription {
         self,
         track: TrackConsumer,
         writer: &mut Writer,
-        reader: &mut Reader,
+        reader: &'r mut Reader,
     ) -> Result<(), Error> {
         let mut drops = DropReports::new(writer);
         self.serve(track, reader, &mut drops).await?;
@@ -141,12 +156,11 @@ impl Subscription {
     async fn serve(
         mut self,
         track: TrackConsumer,
-        reader: &mut Reader,
+        reader: &'r mut Reader,
         drops: &mut DropReports<'_>,
     ) -> Result<(), Error> {
-        // Polled only when woken: a frame for a group does not poll the track or the reader.
-        let mut control: SelectAll<BoxStream<'_, Control>> =
-            stream::select_all([track_groups(track), updates(reader)]);
+        self.waiting.push(next_group(track));
+        self.waiting.push(next_update(reader));
         let mut track_done = false;
         // Re-armed only when the oldest group in flight changes, not on every wake.
         let expiry = tokio::time::sleep(Duration::ZERO);
@@ -166,36 +180,63 @@ impl Subscription {
                 armed = next_expiry;
             }
 
-            tokio::select! {
-                // Groups written or delivered meanwhile free their room before a new one
-                // starts.
+            let next = tokio::select! {
                 biased;
-                Some(event) = self.groups.next(), if !self.groups.is_empty() => {
-                    self.progress(event, drops);
-                },
+                Some(event) = self.waiting.next() => self.handle(event, drops, &mut track_done)?,
                 // Polled only while a report is being written.
                 res = std::future::poll_fn(|cx| drops.poll_written(cx)), if drops.is_writing() => {
                     res?;
-                },
-                Some(event) = control.next() => match event {
-                    Control::Group(Ok(Some(group))) => self.start_group(group, drops),
-                    Control::Group(Ok(None)) => track_done = true,
-                    // The track's end, or the subscribe stream's: the subscription is over.
-                    // Whatever is still in flight is reset (by dropping `self`).
-                    Control::Group(Err(err)) | Control::Update(Err(err)) => return Err(err),
-                    // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
-                    Control::Update(Ok(Some(update))) => {
-                        tracing::debug!(?update, "subscribe update ignored");
-                    }
-                    // The subscriber's FIN cancels the subscription (spec §5.3).
-                    Control::Update(Ok(None)) => return Ok(()),
+                    Next::Serve
                 },
                 () = &mut expiry, if armed.is_some() => {
                     armed = None;
                     self.drop_stale(drops);
+                    Next::Serve
                 },
+                // The subscribe stream's future is waiting until the subscription ends.
+                else => Next::End,
+            };
+            match next {
+                Next::Serve => {}
+                Next::Start(group, track) => {
+                    // Groups written or delivered meanwhile free their room before the new
+                    // one starts (the track's future is out of the set until then).
+                    while let Some(Some(event)) = self.waiting.next().now_or_never() {
+                        if let Next::End = self.handle(event, drops, &mut track_done)? {
+                            return Ok(());
+                        }
+                    }
+                    self.waiting.push(next_group(track));
+                    self.start_group(group, drops);
+                }
+                Next::End => return Ok(()),
             }
         }
+    }
+
+    /// Handles what one of the subscription's futures came to.
+    fn handle(
+        &mut self,
+        event: Event<'r>,
+        drops: &mut DropReports<'_>,
+        track_done: &mut bool,
+    ) -> Result<Next, Error> {
+        match event {
+            Event::Group(event) => self.progress(event, drops),
+            Event::Track(Ok(Some(group)), track) => return Ok(Next::Start(group, track)),
+            Event::Track(Ok(None), _) => *track_done = true,
+            // The track's end, or the subscribe stream's: the subscription is over. Whatever
+            // is still in flight is reset (by dropping `self`).
+            Event::Track(Err(err), _) | Event::Update(Err(err), _) => return Err(err),
+            // 0.8.0 never sends updates, and their layout is ambiguous (spec §6.5).
+            Event::Update(Ok(Some(update)), reader) => {
+                tracing::debug!(?update, "subscribe update ignored");
+                self.waiting.push(next_update(reader));
+            }
+            // The subscriber's FIN cancels the subscription (spec §5.3).
+            Event::Update(Ok(None), _) => return Ok(Next::End),
+        }
+        Ok(Next::Serve)
     }
 
     /// A group's future made progress (an aborted one was already forgotten). Groups are
@@ -207,9 +248,8 @@ impl Subscription {
                     group.written = true;
                     let (abort, registration) = AbortHandle::new_pair();
                     group.abort = abort;
-                    self.groups.push(Abortable::new(
-                        Box::pin(stream.acknowledged(id)),
-                        registration,
+                    self.waiting.push(Box::pin(
+                        Abortable::new(stream.acknowledged(id), registration).map(Event::Group),
                     ));
                 }
                 return;
@@ -334,9 +374,8 @@ impl Subscription {
         let (abort, registration) = AbortHandle::new_pair();
         let created = group.created();
         let conn = self.conn.clone();
-        self.groups.push(Abortable::new(
-            Box::pin(sender.run(conn, group, reported)),
-            registration,
+        self.waiting.push(Box::pin(
+            Abortable::new(sender.run(conn, group, reported), registration).map(Event::Group),
         ));
         self.inflight.push_back(InFlight {
             id,
@@ -373,24 +412,12 @@ impl Subscription {
     }
 }
 
-/// The track's groups, as [`Control`] events, until its end or error.
-fn track_groups<'a>(track: TrackConsumer) -> BoxStream<'a, Control> {
-    stream::unfold(Some(track), |track| async move {
-        let mut track = track?;
-        let next = track.next_group().await;
-        let more = matches!(next, Ok(Some(_)));
-        Some((Control::Group(next), more.then_some(track)))
-    })
-    .boxed()
+/// The track's next group, its end, or its error.
+fn next_group<'r>(mut track: TrackConsumer) -> Waiting<'r> {
+    Box::pin(async move { Event::Track(track.next_group().await, track) })
 }
 
-/// The subscribe stream's updates, as [`Control`] events, until its FIN or error.
-fn updates(reader: &mut Reader) -> BoxStream<'_, Control> {
-    stream::unfold(Some(reader), |reader| async move {
-        let reader = reader?;
-        let next = reader.decode_maybe::<SubscribeUpdate>().await;
-        let more = matches!(next, Ok(Some(_)));
-        Some((Control::Update(next), more.then_some(reader)))
-    })
-    .boxed()
+/// The subscribe stream's next update, its FIN, or its error.
+fn next_update(reader: &mut Reader) -> Waiting<'_> {
+    Box::pin(async move { Event::Update(reader.decode_maybe::<SubscribeUpdate>().await, reader) })
 }
