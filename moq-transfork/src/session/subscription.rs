@@ -65,6 +65,7 @@ type Waiting<'r> = Pin<Box<dyn Future<Output = Event<'r>> + Send + 'r>>;
 
 /// What the serving loop does after an event.
 enum Next {
+    /// Serving goes on.
     Serve,
     /// The track's next group arrived; it starts once the events ready with it are handled.
     Start(GroupConsumer, TrackConsumer),
