@@ -194,7 +194,8 @@ impl<'r> Subscription<'r> {
                     self.drop_stale(drops);
                     Next::Serve
                 },
-                // The subscribe stream's future is waiting until the subscription ends.
+                // Not reached: the subscribe stream's future stays in the set until the
+                // subscription ends.
                 else => Next::End,
             };
             match next {
