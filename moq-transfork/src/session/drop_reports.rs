@@ -116,13 +116,12 @@ impl<'w> DropReports<'w> {
 
     /// Starts writing the oldest queued report, if the writer is free.
     fn start_next(&mut self) {
-        if self.writing.is_some() {
-            return;
-        }
-        let Some(drop) = self.queue.pop_front() else {
+        // No writer while a report is being written.
+        let Some(writer) = self.idle.take() else {
             return;
         };
-        let Some(writer) = self.idle.take() else {
+        let Some(drop) = self.queue.pop_front() else {
+            self.idle = Some(writer);
             return;
         };
         self.writing = Some(Box::pin(async move {
