@@ -190,13 +190,17 @@ async fn changed(changes: &mut Option<(notify::RecommendedWatcher, mpsc::Receive
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileStamp(Option<FileMeta>);
 
+/// The metadata a [`FileStamp`] compares.
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct FileMeta {
     len: u64,
     modified: Option<SystemTime>,
-    /// Device, inode, and change time in seconds and nanoseconds.
+    /// The device and inode: which file the path leads to.
     #[cfg(unix)]
-    identity: (u64, u64, i64, i64),
+    file: (u64, u64),
+    /// The change time (seconds, nanoseconds), which even `cp -p` or `touch -d` moves.
+    #[cfg(unix)]
+    changed: (i64, i64),
 }
 
 impl FileStamp {
@@ -206,10 +210,15 @@ impl FileStamp {
             len: meta.len(),
             modified: meta.modified().ok(),
             #[cfg(unix)]
-            identity: {
-                use std::os::unix::fs::MetadataExt;
-                (meta.dev(), meta.ino(), meta.ctime(), meta.ctime_nsec())
-            },
+            file: (
+                std::os::unix::fs::MetadataExt::dev(&meta),
+                std::os::unix::fs::MetadataExt::ino(&meta),
+            ),
+            #[cfg(unix)]
+            changed: (
+                std::os::unix::fs::MetadataExt::ctime(&meta),
+                std::os::unix::fs::MetadataExt::ctime_nsec(&meta),
+            ),
         }))
     }
 }
