@@ -1,5 +1,8 @@
 //! The relay's public sockets: QUIC on UDP and HTTP on TCP, on one address.
 
+use std::future::Future;
+use std::net::SocketAddr;
+
 use anyhow::Context;
 use moq_transfork::transport::{Endpoint, EndpointConfig, Tuning};
 use tokio::net::TcpListener;
@@ -19,6 +22,20 @@ pub(crate) async fn bind(
     tuning: Tuning,
     http: bool,
 ) -> anyhow::Result<(Endpoint, Option<TcpListener>)> {
+    bind_with(config, tuning, http, TcpListener::bind).await
+}
+
+/// [`bind`], with `listen` binding the TCP side.
+async fn bind_with<F, Fut>(
+    config: EndpointConfig,
+    tuning: Tuning,
+    http: bool,
+    mut listen: F,
+) -> anyhow::Result<(Endpoint, Option<TcpListener>)>
+where
+    F: FnMut(SocketAddr) -> Fut,
+    Fut: Future<Output = std::io::Result<TcpListener>>,
+{
     let any_port = config.bind.port() == 0;
     let mut attempt = 1;
     loop {
@@ -28,7 +45,7 @@ pub(crate) async fn bind(
             return Ok((endpoint, None));
         }
         let addr = endpoint.local_addr().context("local address")?;
-        match TcpListener::bind(addr).await {
+        match listen(addr).await {
             Ok(listener) => return Ok((endpoint, Some(listener))),
             Err(err)
                 if any_port
@@ -47,6 +64,7 @@ pub(crate) async fn bind(
 
 #[cfg(test)]
 mod tests {
+    use futures::future::BoxFuture;
     use moq_transfork::transport::{ClientTls, ServerTls};
 
     use super::*;
@@ -70,6 +88,45 @@ mod tests {
         );
         let (_, none) = bind(config(any), Tuning::default(), false).await.unwrap();
         assert!(none.is_none());
+    }
+
+    /// A TCP side that finds the first `taken` ports held, whatever they are.
+    fn held_first(
+        taken: usize,
+    ) -> impl FnMut(SocketAddr) -> BoxFuture<'static, std::io::Result<TcpListener>> {
+        let mut calls = 0;
+        move |addr| {
+            calls += 1;
+            if calls <= taken {
+                let err = std::io::Error::from(std::io::ErrorKind::AddrInUse);
+                return Box::pin(async move { Err(err) });
+            }
+            Box::pin(TcpListener::bind(addr))
+        }
+    }
+
+    #[tokio::test]
+    async fn any_port_held_by_tcp_is_traded_for_another() {
+        let any = "127.0.0.1:0".parse().unwrap();
+        let (endpoint, listener) = bind_with(config(any), Tuning::default(), true, held_first(3))
+            .await
+            .unwrap();
+        let listener = listener.expect("http asked for");
+        assert_eq!(
+            listener.local_addr().unwrap(),
+            endpoint.local_addr().unwrap()
+        );
+
+        // Not forever: past the attempts, the error is the relay's.
+        let err = bind_with(
+            config(any),
+            Tuning::default(),
+            true,
+            held_first(PORT_ATTEMPTS),
+        )
+        .await
+        .unwrap_err();
+        assert!(format!("{err:#}").contains("for http"), "{err:#}");
     }
 
     #[tokio::test]
