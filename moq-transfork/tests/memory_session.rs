@@ -114,6 +114,14 @@ async fn frames_stream_in_as_they_are_written() {
     );
     frame.write(Bytes::from_static(b"def")).unwrap();
     assert_eq!(received.read_frame().await, Ok(Some(Bytes::from("abcdef"))));
+    // An empty frame goes out at once, not with the next frame.
+    group.write_frame(Bytes::new());
+    settle().await;
+    assert_eq!(
+        received.read_frame().now_or_never(),
+        Some(Ok(Some(Bytes::new()))),
+        "an empty frame"
+    );
     group.finish();
     assert_eq!(received.read_frame().await, Ok(None));
 }

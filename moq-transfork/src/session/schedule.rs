@@ -482,13 +482,16 @@ pub(crate) async fn send_frame(
     mut sent: impl FnMut(u64),
 ) -> Result<(), Error> {
     writer.stage(&FrameHeader { size: frame.size() });
-    loop {
+    let mut unread = frame.size();
+    // A complete frame cannot fail any more: once its last byte is written, reading on would
+    // only lock the frame again to learn that it ended.
+    while unread > 0 {
         batch.clear();
         if frame.read_chunks(batch).await? == 0 {
-            // An empty frame's header is not held back for the next frame.
-            return writer.flush().await;
+            break;
         }
         let len = batch.iter().map(|chunk| chunk.len() as u64).sum();
+        unread = unread.saturating_sub(len);
         let permit = scheduler.admit(*class, len).await;
         if let Some(rank) = class.start.take() {
             class.rank = rank;
@@ -499,6 +502,8 @@ pub(crate) async fn send_frame(
         writer.write_chunks(batch).await?;
         permit.complete(admitted);
     }
+    // An empty frame's header is not held back for the next frame.
+    writer.flush().await
 }
 
 #[cfg(test)]
