@@ -39,8 +39,12 @@ static SERIAL: tokio::sync::Mutex<()> = tokio::sync::Mutex::const_new(());
 const WARM_UP: Duration = Duration::from_secs(2);
 /// The measurement.
 const WINDOW: Duration = Duration::from_secs(4);
+/// The measurement of check 2, longer. Through the path a third or more of the completed
+/// groups lag by 3, not 2 (cubic keeps the path's 100 ms queue full: a group interval of its
+/// own), and the 26 groups completed in 4 s left the median three or four groups from flipping.
+const DESCENDING_WINDOW: Duration = Duration::from_secs(10);
 /// Publishers stop on their own after this, whatever happens to the test.
-const LOAD_LIMIT: Duration = Duration::from_secs(12);
+const LOAD_LIMIT: Duration = Duration::from_secs(16);
 
 /// Each track makes a group of [`FRAMES_PER_GROUP`] frames every [`GROUP_INTERVAL`], all
 /// written at once.
@@ -349,7 +353,7 @@ async fn descending_order_keeps_up(bottleneck: Bottleneck) {
     tokio::time::sleep(WARM_UP).await;
     let start = Instant::now();
     setup.client.group_ends();
-    tokio::time::sleep(WINDOW).await;
+    tokio::time::sleep(DESCENDING_WINDOW).await;
     let ends: Vec<GroupEnd> = setup
         .client
         .group_ends()
@@ -372,7 +376,7 @@ async fn descending_order_keeps_up(bottleneck: Bottleneck) {
         .collect();
     lags.sort_unstable();
     let completed = lags.len();
-    let capacity = setup.capacity(WINDOW) / load.group_bytes as f64;
+    let capacity = setup.capacity(DESCENDING_WINDOW) / load.group_bytes as f64;
     // None when no group completed.
     let quantile = |q: f64| {
         let at = ((completed.max(1) - 1) as f64 * q).round() as usize;
