@@ -66,7 +66,8 @@ relay ref "$REF" -q
 load=$!
 server=""
 for _ in $(seq 100); do
-    server=$(pgrep -f "moq-load floor-server" | head -1) && break
+    server=$(pgrep -f "moq-load floor-server" | head -1 || true)
+    [ -n "$server" ] && break
     sleep 0.1
 done
 [ -n "$server" ] || { echo "the floor server did not start" >&2; exit 1; }
